@@ -1,0 +1,264 @@
+"""Batched image augmentations on tensors, scaled to the image size.
+
+All functions take a batch (B, C, H, W) of floats in [0, 1] on any device and a
+CPU ``torch.Generator``; random parameters are drawn on the CPU (a few numbers
+per image) and the pixel work runs on the batch's device, with no per-image
+Python loop. ``weak_views`` gives SimCLR's views, ``strong_views`` the
+RandAugment-style views used for self-labeling.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class AugmentationPolicy:
+    """How strongly to augment images of one kind; see :func:`policy_for_images`."""
+
+    crop_scale: tuple = (0.2, 1.0)
+    crop_ratio: tuple = (3 / 4, 4 / 3)
+    flip: bool = True
+    rotation_degrees: float = 0.0
+    jitter_probability: float = 0.8
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+    hue: float = 0.1
+    grayscale_probability: float = 0.2
+    cutout_fraction: float = 0.5
+    strong_ops: int = 4
+    augment_scan: bool = True
+
+
+def policy_for_images(n_channels, height, width):
+    """The augmentation policy for images of this shape.
+
+    Colour images get SimCLR's recipe (crops of 20-100% of the area,
+    horizontal flips, colour jitter, random grayscale). Grayscale images
+    (digits, characters, clothing) get milder crops, small rotations and
+    brightness/contrast jitter only, and no flips, since a mirrored digit is
+    another symbol; their clustering stage trains on clean images, and their
+    strong views use two RandAugment operations instead of four. Tiny images
+    (under 16 pixels) get milder crops still. On 8x8 digits, augmenting in the
+    clustering stage cut the best head's accuracy from 0.97 to 0.85.
+    """
+    if n_channels == 3:
+        return AugmentationPolicy()
+    small = min(height, width) < 16
+    return AugmentationPolicy(
+        crop_scale=(0.6, 1.0) if small else (0.4, 1.0),
+        flip=False,
+        rotation_degrees=10.0 if small else 15.0,
+        brightness=0.4,
+        contrast=0.4,
+        saturation=0.0,
+        hue=0.0,
+        grayscale_probability=0.0,
+        cutout_fraction=0.25 if small else 0.4,
+        strong_ops=2,
+        augment_scan=False,
+    )
+
+
+def _uniform(generator, size, low, high):
+    return torch.rand(size, generator=generator) * (high - low) + low
+
+
+def _affine_warp(images, matrices):
+    """Resample each image through its own 2x3 affine matrix (normalised coordinates)."""
+    grid = F.affine_grid(matrices.to(images.device, images.dtype), list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _crop_flip_rotate_matrices(batch_size, policy, generator):
+    """Affine matrices for a random resized crop, optional flip and rotation: (B, 2, 3)."""
+    area = _uniform(generator, batch_size, *policy.crop_scale)
+    log_ratio = _uniform(generator, batch_size, math.log(policy.crop_ratio[0]), math.log(policy.crop_ratio[1]))
+    ratio = torch.exp(log_ratio)
+    scale_x = torch.sqrt(area * ratio).clamp(max=1.0)
+    scale_y = torch.sqrt(area / ratio).clamp(max=1.0)
+    shift_x = (torch.rand(batch_size, generator=generator) * 2 - 1) * (1 - scale_x)
+    shift_y = (torch.rand(batch_size, generator=generator) * 2 - 1) * (1 - scale_y)
+    if policy.flip:
+        flips = torch.rand(batch_size, generator=generator) < 0.5
+        scale_x = torch.where(flips, -scale_x, scale_x)
+    angle = torch.deg2rad(_uniform(generator, batch_size, -policy.rotation_degrees, policy.rotation_degrees))
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    return torch.stack(
+        [
+            torch.stack([scale_x * cos, -scale_y * sin, shift_x], dim=1),
+            torch.stack([scale_x * sin, scale_y * cos, shift_y], dim=1),
+        ],
+        dim=1,
+    )
+
+
+def _gray(images):
+    """Luma of (B, C, H, W) images, kept as (B, 1, H, W)."""
+    if images.shape[1] == 1:
+        return images
+    weights = images.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    return (images * weights).sum(dim=1, keepdim=True)
+
+
+def _per_image(values, images):
+    return values.to(images.device, images.dtype).view(-1, 1, 1, 1)
+
+
+def _hue_rotation(images, angles):
+    """Rotate hue by ``angles`` (radians, shape (B,)) in YIQ space; RGB only."""
+    to_yiq = images.new_tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+    from_yiq = torch.linalg.inv(to_yiq)
+    cos, sin = torch.cos(angles).to(images), torch.sin(angles).to(images)
+    zeros, ones = torch.zeros_like(cos), torch.ones_like(cos)
+    rotation = torch.stack(
+        [torch.stack([ones, zeros, zeros], 1), torch.stack([zeros, cos, -sin], 1), torch.stack([zeros, sin, cos], 1)],
+        dim=1,
+    )
+    matrices = from_yiq @ rotation @ to_yiq
+    return torch.einsum("bij,bjhw->bihw", matrices, images)
+
+
+def _colour_jitter(images, policy, generator):
+    """Brightness, contrast, saturation and hue jitter, each image its own factors."""
+    batch_size = images.shape[0]
+    applied = torch.rand(batch_size, generator=generator) < policy.jitter_probability
+
+    def factors(strength):
+        values = _uniform(generator, batch_size, 1 - strength, 1 + strength)
+        return torch.where(applied, values, torch.ones_like(values))
+
+    brightness, contrast = factors(policy.brightness), factors(policy.contrast)
+    saturation = factors(policy.saturation)
+    hue = torch.where(applied, _uniform(generator, batch_size, -policy.hue, policy.hue), torch.zeros(batch_size))
+    images = images * _per_image(brightness, images)
+    mean = _gray(images).mean(dim=(1, 2, 3), keepdim=True)
+    images = (images - mean) * _per_image(contrast, images) + mean
+    if images.shape[1] == 3:
+        gray = _gray(images)
+        images = (images - gray) * _per_image(saturation, images) + gray
+        if policy.hue > 0:
+            images = _hue_rotation(images, hue * 2 * math.pi)
+        to_gray = torch.rand(batch_size, generator=generator) < policy.grayscale_probability
+        images = torch.where(_per_image(to_gray, images) > 0, _gray(images).expand_as(images), images)
+    return images.clamp(0.0, 1.0)
+
+
+def weak_views(images, policy, generator):
+    """One SimCLR-style view per image: crop, flip, rotation, colour jitter. (B, C, H, W) -> same."""
+    matrices = _crop_flip_rotate_matrices(images.shape[0], policy, generator)
+    return _colour_jitter(_affine_warp(images, matrices), policy, generator)
+
+
+# RandAugment-style operations, each taking (images, magnitudes in [0, 1] of shape (B,)).
+def _autocontrast(images, magnitude):
+    low = images.amin(dim=(2, 3), keepdim=True)
+    high = images.amax(dim=(2, 3), keepdim=True)
+    return (images - low) / (high - low).clamp_min(1e-3)
+
+
+def _brightness(images, magnitude):
+    return images * _per_image(1 + 0.9 * (2 * magnitude - 1), images)
+
+
+def _contrast(images, magnitude):
+    mean = _gray(images).mean(dim=(1, 2, 3), keepdim=True)
+    return (images - mean) * _per_image(1 + 0.9 * (2 * magnitude - 1), images) + mean
+
+
+def _saturation(images, magnitude):
+    gray = _gray(images)
+    return (images - gray) * _per_image(1 + 0.9 * (2 * magnitude - 1), images) + gray
+
+
+def _sharpness(images, magnitude):
+    channels = images.shape[1]
+    kernel = images.new_tensor([[1, 1, 1], [1, 5, 1], [1, 1, 1]]) / 13
+    smooth = F.conv2d(F.pad(images, (1, 1, 1, 1), mode="replicate"), kernel.expand(channels, 1, 3, 3), groups=channels)
+    factor = _per_image(1 + 0.9 * (2 * magnitude - 1), images)
+    return smooth + (images - smooth) * factor
+
+
+def _posterize(images, magnitude):
+    levels = _per_image(torch.pow(2.0, 8 - torch.round(magnitude * 4)), images)
+    return torch.floor(images * 255 / levels) * levels / 255
+
+
+def _solarize(images, magnitude):
+    threshold = _per_image(1 - magnitude, images)
+    return torch.where(images >= threshold, 1 - images, images)
+
+
+def _identity(images, magnitude):
+    return images
+
+
+PHOTOMETRIC_OPS = (
+    _identity,
+    _autocontrast,
+    _brightness,
+    _contrast,
+    _saturation,
+    _sharpness,
+    _posterize,
+    _solarize,
+)
+GEOMETRIC_OPS = ("rotate", "shear_x", "shear_y", "translate_x", "translate_y")
+
+
+def _randaugment_matrices(chosen, magnitudes, sign):
+    """Compose the chosen geometric ops into one affine matrix per image: (B, 2, 3)."""
+    batch_size = chosen.shape[0]
+    rotate, shear_x, shear_y, move_x, move_y = (chosen[:, i] * magnitudes[:, i] * sign[:, i] for i in range(5))
+    angle = torch.deg2rad(rotate * 30)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    rotation = torch.zeros(batch_size, 3, 3)
+    rotation[:, 0, 0], rotation[:, 0, 1], rotation[:, 1, 0], rotation[:, 1, 1] = cos, -sin, sin, cos
+    rotation[:, 2, 2] = 1
+    shear = torch.eye(3).repeat(batch_size, 1, 1)
+    shear[:, 0, 1], shear[:, 1, 0] = shear_x * 0.3, shear_y * 0.3
+    shear[:, 0, 2], shear[:, 1, 2] = move_x * 0.6, move_y * 0.6
+    return (rotation @ shear)[:, :2]
+
+
+def _cutout(images, fraction, generator):
+    """Zero a random square of side ``fraction`` of the image in every image."""
+    batch_size, _, height, width = images.shape
+    side_y, side_x = max(1, int(round(height * fraction))), max(1, int(round(width * fraction)))
+    centre_y = torch.randint(0, height, (batch_size,), generator=generator).to(images.device)
+    centre_x = torch.randint(0, width, (batch_size,), generator=generator).to(images.device)
+    rows = torch.arange(height, device=images.device).view(1, height, 1)
+    cols = torch.arange(width, device=images.device).view(1, 1, width)
+    inside = ((rows - centre_y.view(-1, 1, 1)).abs() * 2 < side_y) & ((cols - centre_x.view(-1, 1, 1)).abs() * 2 < side_x)
+    return images * (~inside).unsqueeze(1).to(images.dtype)
+
+
+def strong_views(images, policy, generator):
+    """A RandAugment-style view per image: weak crop/flip, random ops, then cutout.
+
+    Each image draws ``policy.strong_ops`` operations (with replacement) from the
+    photometric and geometric lists with random magnitudes; geometric ones are
+    composed into a single resampling. (B, C, H, W) -> same.
+    """
+    batch_size = images.shape[0]
+    images = _affine_warp(images, _crop_flip_rotate_matrices(batch_size, policy, generator))
+    photometric = list(PHOTOMETRIC_OPS)
+    if images.shape[1] == 1:
+        photometric.remove(_saturation)
+    n_kinds = len(photometric) + len(GEOMETRIC_OPS)
+    draws = torch.randint(0, n_kinds, (batch_size, policy.strong_ops), generator=generator)
+    chosen = torch.zeros(batch_size, n_kinds).scatter_(1, draws, 1.0)
+    magnitudes = torch.rand(batch_size, n_kinds, generator=generator)
+    sign = torch.where(torch.rand(batch_size, n_kinds, generator=generator) < 0.5, -1.0, 1.0)
+    for index, operation in enumerate(photometric):
+        selected = chosen[:, index] > 0
+        if selected.any():
+            mask = _per_image(selected, images) > 0
+            images = torch.where(mask, operation(images, magnitudes[:, index]), images).clamp(0.0, 1.0)
+    geometric = slice(len(photometric), n_kinds)
+    matrices = _randaugment_matrices(chosen[:, geometric], magnitudes[:, geometric], sign[:, geometric])
+    images = _affine_warp(images, matrices)
+    return _cutout(images, policy.cutout_fraction, generator)

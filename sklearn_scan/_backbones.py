@@ -1,0 +1,240 @@
+"""Backbones: the networks that turn an input batch into a feature vector.
+
+Every backbone maps a float batch to features of shape (B, F). Images arrive as
+(B, C, H, W) in [0, 1]; precomputed features as (B, D). The encoder adds a
+standardisation layer in front, so augmentations can work in [0, 1] space.
+"""
+
+import copy
+import math
+
+import torch
+import torchvision
+from torch import nn
+
+BACKBONE_NAMES = ("auto", "convnet", "resnet18", "mlp")
+
+# Smallest image side each built-in image backbone can take.
+MIN_IMAGE_SIDE = {"convnet": 4, "resnet18": 8}
+
+
+class Standardize(nn.Module):
+    """Subtract a per-channel (or per-feature) mean and divide by the std.
+
+    ``mean`` and ``std`` have shape (C,) for images and (D,) for features.
+    """
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
+
+    def forward(self, x):
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return (x - self.mean.view(shape)) / self.std.view(shape)
+
+
+class Encoder(nn.Module):
+    """Standardisation followed by a backbone: (B, ...) -> (B, out_features)."""
+
+    def __init__(self, standardize, backbone, out_features):
+        super().__init__()
+        self.standardize = standardize
+        self.backbone = backbone
+        self.out_features = int(out_features)
+
+    def forward(self, x):
+        return self.backbone(self.standardize(x))
+
+
+def _conv_block(in_channels, out_channels):
+    return [
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    ]
+
+
+def convnet(in_channels, image_side, width=None):
+    """A small VGG-style CNN sized for CPU training on small images.
+
+    Five 3x3 conv blocks; max-pooling halves the map while it stays at least
+    4 pixels wide (none for 8x8 digits, 2 for 28x28, 3 for 32x32), then global
+    average pooling. (B, C, H, W) -> (B, 4 * width).
+    """
+    n_pools = min(3, max(0, int(math.floor(math.log2(image_side / 4)))))
+    if width is None:
+        width = 32 if image_side < 16 else 64
+    widths = [width, width, 2 * width, 2 * width, 4 * width]
+    layers, previous = [], in_channels
+    pool_after = set((3, 1, 4)[:n_pools])
+    for index, channels in enumerate(widths):
+        layers += _conv_block(previous, channels)
+        if index in pool_after:
+            layers.append(nn.MaxPool2d(2))
+        previous = channels
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return nn.Sequential(*layers), widths[-1]
+
+
+def resnet18(in_channels, image_side):
+    """torchvision's ResNet-18 without its classifier: (B, C, H, W) -> (B, 512).
+
+    Below 64 pixels the stem is the CIFAR variant used by SimCLR and SCAN
+    (3x3 stride-1 convolution, no max-pool), so 32x32 images keep their detail.
+    """
+    network = torchvision.models.resnet18(weights=None)
+    if image_side < 64 or in_channels != 3:
+        stride = 1 if image_side < 64 else 2
+        kernel = 3 if image_side < 64 else 7
+        network.conv1 = nn.Conv2d(in_channels, 64, kernel, stride, kernel // 2, bias=False)
+    if image_side < 64:
+        network.maxpool = nn.Identity()
+    network.fc = nn.Identity()
+    return network, 512
+
+
+def mlp(in_features, hidden=256):
+    """Two hidden layers for precomputed features: (B, D) -> (B, hidden)."""
+    network = nn.Sequential(
+        nn.Linear(in_features, hidden),
+        nn.BatchNorm1d(hidden),
+        nn.ReLU(inplace=True),
+        nn.Linear(hidden, hidden),
+        nn.BatchNorm1d(hidden),
+        nn.ReLU(inplace=True),
+    )
+    return network, hidden
+
+
+def resolve_backbone_name(backbone, images, image_side, device):
+    """The built-in backbone ``"auto"`` stands for, given the data and the device.
+
+    Features get the MLP. Images get the small CNN on CPU and MPS, and on CUDA
+    the CIFAR ResNet-18 when they are at least 32 pixels wide.
+    """
+    if backbone != "auto":
+        return backbone
+    if not images:
+        return "mlp"
+    if device.type == "cuda" and image_side >= 32:
+        return "resnet18"
+    return "convnet"
+
+
+def build_backbone(backbone, input_shape, device):
+    """Build (or copy) the backbone for inputs of ``input_shape`` (per sample).
+
+    ``backbone`` is a built-in name, an ``nn.Module`` (deep-copied, never
+    trained in place) or a callable returning one. Returns ``(module, out_features, name)``.
+    """
+    images = len(input_shape) == 3
+    image_side = min(input_shape[1:]) if images else None
+    if isinstance(backbone, str):
+        name = resolve_backbone_name(backbone, images, image_side, device)
+        if name not in BACKBONE_NAMES:
+            raise ValueError(
+                f"backbone={backbone!r} is not a known backbone; use one of "
+                f"{BACKBONE_NAMES}, an nn.Module or a callable returning one."
+            )
+        if name == "mlp":
+            if images:
+                raise ValueError(
+                    "backbone='mlp' takes 2-D features (n_samples, n_features); "
+                    "for images use 'auto', 'convnet' or 'resnet18'."
+                )
+            module, out_features = mlp(input_shape[0])
+            return module, out_features, name
+        if not images:
+            raise ValueError(
+                f"backbone={name!r} takes images (n_samples, height, width[, channels]); "
+                "for 2-D features use 'auto' or 'mlp'."
+            )
+        if image_side < MIN_IMAGE_SIDE[name]:
+            height, width = input_shape[1:]
+            raise ValueError(
+                f"Images of {height}x{width} pixels are smaller than the "
+                f"{MIN_IMAGE_SIDE[name]}x{MIN_IMAGE_SIDE[name]} the {name!r} backbone takes; "
+                "upsample them or pass 2-D features instead."
+            )
+        builder = convnet if name == "convnet" else resnet18
+        module, out_features = builder(input_shape[0], image_side)
+        return module, out_features, name
+    if isinstance(backbone, nn.Module):
+        module = copy.deepcopy(backbone)
+    elif callable(backbone):
+        module = backbone()
+        if not isinstance(module, nn.Module):
+            raise ValueError(
+                f"The backbone callable returned {type(module).__name__}, not a torch.nn.Module."
+            )
+    else:
+        raise ValueError(
+            f"backbone must be a name in {BACKBONE_NAMES}, an nn.Module or a callable "
+            f"returning one; got {type(backbone).__name__}."
+        )
+    return module, infer_out_features(module, input_shape), "custom"
+
+
+def infer_out_features(module, input_shape):
+    """Run a (2, *input_shape) zero batch through ``module`` and return its feature size."""
+    probe = torch.zeros((2,) + tuple(input_shape))
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            output = module(probe)
+    except Exception as exc:  # noqa: BLE001 - any failure here means the module does not fit the data
+        raise ValueError(
+            f"The backbone failed on a batch of shape {tuple(probe.shape)}: {exc}. "
+            "Check that it accepts inputs of this shape."
+        ) from exc
+    finally:
+        module.train(was_training)
+    if not isinstance(output, torch.Tensor) or output.dim() != 2:
+        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        raise ValueError(
+            f"The backbone must return features of shape (batch, n_features); got {shape}. "
+            "End it with a pooling and flatten layer."
+        )
+    return output.shape[1]
+
+
+class ClusteringHeads(nn.Module):
+    """``n_heads`` linear clustering heads in one layer: (B, F) -> (B, n_heads, n_clusters) logits."""
+
+    def __init__(self, in_features, n_clusters, n_heads):
+        super().__init__()
+        self.n_clusters = int(n_clusters)
+        self.n_heads = int(n_heads)
+        self.linear = nn.Linear(in_features, self.n_clusters * self.n_heads)
+
+    def forward(self, features):
+        return self.linear(features).view(-1, self.n_heads, self.n_clusters)
+
+    def single_head(self, head):
+        """A plain ``nn.Linear`` (in_features -> n_clusters) copied from head ``head``."""
+        start = head * self.n_clusters
+        return select_outputs(self.linear, torch.arange(start, start + self.n_clusters))
+
+
+def select_outputs(linear, rows):
+    """A copy of ``linear`` keeping outputs ``rows`` in that order: output i is old output rows[i]."""
+    rows = torch.as_tensor(rows, device=linear.weight.device)
+    selected = nn.Linear(linear.in_features, len(rows)).to(linear.weight.device)
+    with torch.no_grad():
+        selected.weight.copy_(linear.weight[rows])
+        selected.bias.copy_(linear.bias[rows])
+    return selected
+
+
+class ClusterModel(nn.Module):
+    """Encoder followed by clustering head(s): inputs -> cluster logits."""
+
+    def __init__(self, encoder, head):
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+
+    def forward(self, x):
+        return self.head(self.encoder(x))

@@ -1,0 +1,365 @@
+"""SCANClusterer: the scikit-learn estimator that runs the SCAN pipeline end to end."""
+
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+from torch import nn
+
+from ._augment import policy_for_images, strong_views, weak_views
+from ._backbones import ClusteringHeads, ClusterModel, Encoder, Standardize, build_backbone, select_outputs
+from ._inputs import per_channel_statistics, to_model_inputs
+from ._neighbors import mine_neighbors
+from ._pretext import train_pretext
+from ._scan import scan_loss_of_predictions, train_scan
+from ._selflabel import train_selflabel
+from ._torch_utils import inference_device, make_generator, predict_in_batches, resolve_device, seeded
+
+#: Entropy weight of the objective that :meth:`SCANClusterer.score` reports. It is
+#: fixed (the paper's value) so that models fitted with different
+#: ``entropy_weight`` values are scored on the same scale.
+SCORE_ENTROPY_WEIGHT = 5.0
+
+_STAGE_PARAMS = {
+    "pretext_params": ("temperature", "learning_rate", "weight_decay", "projection_dim"),
+    "scan_params": ("learning_rate", "weight_decay"),
+    "selflabel_params": ("learning_rate", "weight_decay"),
+}
+
+
+class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
+    """Cluster images without labels by SCAN (Van Gansbeke et al., ECCV 2020).
+
+    Four stages: a SimCLR pretext task learns augmentation-invariant features;
+    the ``n_neighbors`` nearest neighbours of every image are mined in that
+    embedding; clustering heads learn to give each image and its neighbours
+    the same confident cluster (the SCAN loss), and the head with the lowest
+    loss is kept; self-labeling fine-tunes on confident predictions of
+    strongly augmented images. 2-D inputs are taken as precomputed features:
+    the pretext stage is skipped and an MLP is trained on them.
+
+    Parameters
+    ----------
+    n_clusters : int, default=10
+        Number of clusters (at least 2).
+    backbone : str, nn.Module or callable, default="auto"
+        "convnet" (small CNN), "resnet18" (CIFAR-style ResNet-18 below 64 px),
+        "mlp" (features), an ``nn.Module`` mapping (B, C, H, W) to (B, F)
+        (copied, never trained in place), or a callable returning one.
+        "auto": the MLP for features; for images the CNN, or on CUDA the
+        ResNet-18 for images of 32 pixels and more.
+    pretext : {"simclr", "none"}, default="simclr"
+        Self-supervised pretext task; "none" uses the backbone as it is.
+    n_neighbors : int, default=20
+        Neighbours mined per sample (must be below n_samples).
+    entropy_weight : float, default=5.0
+        Weight of the entropy of the mean prediction in the SCAN loss.
+    n_heads : int, default=10
+        Clustering heads trained at once; the one with the lowest loss is kept.
+    pretext_epochs, scan_epochs, selflabel_epochs : int, default=60, 200, 20
+        Epochs of each stage; ``selflabel_epochs=0`` skips self-labeling. The
+        defaults suit a few thousand small images on a CPU (digits: about a
+        minute on 2 cores). On a GPU the paper's recipe is affordable:
+        ``pretext_epochs=500, scan_epochs=100, selflabel_epochs=200,
+        freeze_backbone=False``.
+    confidence_threshold : float, default=0.99
+        Top probability above which a prediction becomes a pseudo-label.
+    batch_size : int, default=256
+        Mini-batch size of every stage, and of inference.
+    metric : {"auto", "cosine", "euclidean"}, default="auto"
+        Distance for neighbour mining: "auto" is cosine on learned image
+        embeddings and euclidean on user-given features.
+    freeze_backbone : bool, default=True
+        Train only the clustering heads, on fixed backbone features (fast; on
+        8x8 digits also more accurate than fine-tuning the backbone on a
+        CPU budget). False fine-tunes the whole network in the clustering and
+        self-labeling stages, as the paper does. The MLP trained on 2-D
+        features is never frozen.
+    pretext_params, scan_params, selflabel_params : dict, default=None
+        Adam settings of each stage: ``learning_rate`` (defaults 1e-3; 1e-3
+        for SCAN, 1e-2 with a frozen backbone; 1e-4 for self-labeling) and
+        ``weight_decay``; for the pretext also ``temperature`` (0.5) and
+        ``projection_dim`` (128).
+    device : str or torch.device, default="auto"
+        "auto" picks cuda, then mps, then cpu.
+    random_state : int, RandomState or None, default=None
+        Seeds every random choice; with an int, CPU fits are repeatable.
+    verbose : int, default=0
+        1 shows a progress bar per stage with its current loss.
+
+    Attributes
+    ----------
+    labels_ : ndarray of shape (n_samples,)
+        Cluster of every training sample; clusters are numbered by size,
+        largest first, so the labels have no gaps.
+    neighbors_ : ndarray of shape (n_samples, n_neighbors)
+        Mined neighbours of every training sample, nearest first.
+    model_ : nn.Module
+        The fitted network (encoder and kept head), on the CPU, in eval mode.
+    history_ : list of dict
+        One entry per stage and epoch: losses, the neighbour count, the share
+        of confident samples.
+    head_losses_ : ndarray of shape (n_heads,)
+        SCAN loss of every head on the training data; ``best_head_`` is its argmin.
+    device_ : str
+        Device the model was fitted on.
+    """
+
+    _parameter_constraints = {
+        "n_clusters": [Interval(Integral, 2, None, closed="left")],
+        "backbone": [str, nn.Module, callable],
+        "pretext": [StrOptions({"simclr", "none"})],
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "entropy_weight": [Interval(Real, 0, None, closed="left")],
+        "n_heads": [Interval(Integral, 1, None, closed="left")],
+        "pretext_epochs": [Interval(Integral, 0, None, closed="left")],
+        "scan_epochs": [Interval(Integral, 1, None, closed="left")],
+        "selflabel_epochs": [Interval(Integral, 0, None, closed="left")],
+        "confidence_threshold": [Interval(Real, 0, 1, closed="neither")],
+        "batch_size": [Interval(Integral, 2, None, closed="left")],
+        "metric": [StrOptions({"auto", "cosine", "euclidean"})],
+        "freeze_backbone": ["boolean"],
+        "pretext_params": [dict, None],
+        "scan_params": [dict, None],
+        "selflabel_params": [dict, None],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        n_clusters=10,
+        *,
+        backbone="auto",
+        pretext="simclr",
+        n_neighbors=20,
+        entropy_weight=5.0,
+        n_heads=10,
+        pretext_epochs=60,
+        scan_epochs=200,
+        selflabel_epochs=20,
+        confidence_threshold=0.99,
+        batch_size=256,
+        metric="auto",
+        freeze_backbone=True,
+        pretext_params=None,
+        scan_params=None,
+        selflabel_params=None,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_clusters = n_clusters
+        self.backbone = backbone
+        self.pretext = pretext
+        self.n_neighbors = n_neighbors
+        self.entropy_weight = entropy_weight
+        self.n_heads = n_heads
+        self.pretext_epochs = pretext_epochs
+        self.scan_epochs = scan_epochs
+        self.selflabel_epochs = selflabel_epochs
+        self.confidence_threshold = confidence_threshold
+        self.batch_size = batch_size
+        self.metric = metric
+        self.freeze_backbone = freeze_backbone
+        self.pretext_params = pretext_params
+        self.scan_params = scan_params
+        self.selflabel_params = selflabel_params
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fit
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fit the SCAN pipeline on X; ``y`` is ignored.
+
+        X : array-like of shape (n_samples, n_features), (n_samples, height, width)
+            or (n_samples, height, width, channels)
+            Precomputed features, or images: integer 0-255 or float 0-1, with
+            1 or 3 channels.
+        """
+        inputs, images = self._validate(X, reset=True)
+        n_samples = len(inputs)
+        if self.n_clusters > n_samples:
+            raise ValueError(f"n_clusters={self.n_clusters} must be at most n_samples={n_samples}.")
+        if self.n_neighbors >= n_samples:
+            raise ValueError(
+                f"n_neighbors={self.n_neighbors} must be below n_samples={n_samples}; "
+                f"use n_neighbors={n_samples - 1} or fewer."
+            )
+        stage_params = {name: self._stage_params(name) for name in _STAGE_PARAMS}
+        device = resolve_device(self.device)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        metric = self.metric if self.metric != "auto" else ("cosine" if images else "euclidean")
+        history = []
+        with seeded(seed, device):
+            generator = make_generator(seed)
+            backbone, out_features, self.backbone_name_ = build_backbone(
+                self.backbone, tuple(inputs.shape[1:]), device
+            )
+            encoder = Encoder(Standardize(*per_channel_statistics(inputs, images)), backbone, out_features)
+            common = dict(batch_size=self.batch_size, device=device, generator=generator, verbose=self.verbose)
+            policy = policy_for_images(*inputs.shape[1:]) if images else None
+            if images and self.pretext == "simclr" and self.pretext_epochs > 0:
+                encoder, _ = train_pretext(
+                    encoder, inputs, policy=policy, epochs=self.pretext_epochs,
+                    history=history, **stage_params["pretext_params"], **common,
+                )
+            features = predict_in_batches(encoder, inputs, device, self.batch_size, images)
+            neighbors = mine_neighbors(features, self.n_neighbors, metric=metric, random_state=seed)
+            history.append({"stage": "neighbors", "n_neighbors": self.n_neighbors, "metric": metric})
+
+            heads = ClusteringHeads(out_features, self.n_clusters, self.n_heads)
+            # The MLP on user-given features is the model itself: it always trains.
+            freeze = self.freeze_backbone and images
+            if freeze:
+                trainable, train_inputs, on_images = heads, torch.from_numpy(features), False
+            else:
+                trainable, train_inputs, on_images = ClusterModel(encoder, heads), inputs, images
+            weak = (lambda batch, generator: weak_views(batch, policy, generator)) if on_images else None
+            scan_params = {"learning_rate": 1e-2 if freeze else 1e-3, **stage_params["scan_params"]}
+            trainable, interrupted = train_scan(
+                trainable, train_inputs, neighbors, entropy_weight=self.entropy_weight,
+                epochs=self.scan_epochs, augment=weak if on_images and policy.augment_scan else None,
+                images=on_images, history=history, **scan_params, **common,
+            )
+            head_logits = predict_in_batches(trainable, train_inputs, device, self.batch_size, on_images)
+            head_losses, _, _ = scan_loss_of_predictions(head_logits, neighbors, self.entropy_weight)
+            best_head = int(np.argmin(head_losses))
+
+            head = heads.single_head(best_head)
+            if self.selflabel_epochs > 0 and not interrupted:
+                strong = (lambda batch, generator: strong_views(batch, policy, generator)) if on_images else None
+                head_or_model = head if freeze else ClusterModel(encoder, head)
+                head_or_model, _ = train_selflabel(
+                    head_or_model, train_inputs, n_clusters=self.n_clusters,
+                    confidence_threshold=self.confidence_threshold, epochs=self.selflabel_epochs,
+                    weak_augment=weak, strong_augment=strong, images=on_images,
+                    history=history, **stage_params["selflabel_params"], **common,
+                )
+                head = head_or_model if freeze else head_or_model.head
+            model = ClusterModel(encoder, head)
+            logits = predict_in_batches(model, inputs, device, self.batch_size, images)
+
+        # Number clusters by size, largest first, so that labels have no gaps.
+        raw_labels = logits.argmax(axis=1)
+        sizes = np.bincount(raw_labels, minlength=self.n_clusters)
+        order = np.argsort(-sizes, kind="stable")
+        model.head = select_outputs(model.head, order)
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+
+        self.model_ = model.cpu().eval()
+        self.device_ = str(device)
+        self.metric_ = metric
+        self.neighbors_ = neighbors
+        self.head_losses_ = head_losses
+        self.best_head_ = best_head
+        self.history_ = history
+        self.labels_ = rank[raw_labels].astype(np.int64)
+        return self
+
+    # ------------------------------------------------------------ inference
+    def predict(self, X):
+        """Cluster of every sample: ndarray of shape (n_samples,)."""
+        return self._logits(X).argmax(axis=1).astype(np.int64)
+
+    def predict_proba(self, X):
+        """Soft cluster assignments: ndarray of shape (n_samples, n_clusters), rows sum to 1."""
+        logits = torch.from_numpy(self._logits(X)).double()
+        return torch.softmax(logits, dim=1).numpy()
+
+    def transform(self, X):
+        """The learned embedding (backbone features): ndarray of shape (n_samples, n_features_out)."""
+        inputs, images = self._validate(X, reset=False)
+        return self._apply(self.model_.encoder, inputs, images)
+
+    def score(self, X, y=None):
+        """Minus the SCAN loss on X, with no labels: higher is better.
+
+        Neighbours are mined among the samples of X in the learned embedding,
+        and the loss uses the fixed entropy weight ``SCORE_ENTROPY_WEIGHT``
+        (5.0) so that scores compare across ``entropy_weight`` values. ``y``
+        is ignored.
+        """
+        inputs, images = self._validate(X, reset=False)
+        if len(inputs) < 2:
+            raise ValueError(f"score needs at least 2 samples to mine neighbours; got n_samples={len(inputs)}.")
+        features = self._apply(self.model_.encoder, inputs, images)
+        n_neighbors = min(self.n_neighbors, len(inputs) - 1)
+        neighbors = mine_neighbors(features, n_neighbors, metric=self.metric_, random_state=0)
+        logits = self._apply(self.model_.head, torch.from_numpy(features), images=False)
+        total, _, _ = scan_loss_of_predictions(logits, neighbors, SCORE_ENTROPY_WEIGHT)
+        return -float(total)
+
+    def _logits(self, X):
+        inputs, images = self._validate(X, reset=False)
+        return self._apply(self.model_, inputs, images)
+
+    def _apply(self, module, inputs, images):
+        device = inference_device(self.device_)
+        return predict_in_batches(module, inputs, device, self.batch_size, images)
+
+    # ----------------------------------------------------------- validation
+    def _validate(self, X, reset):
+        """Validate X and adapt it to the tensor the network takes."""
+        if not reset:
+            check_is_fitted(self)
+            if hasattr(X, "shape"):
+                self._check_same_kind_of_input(X.shape)
+        X = validate_data(
+            self, X, reset=reset, allow_nd=True, dtype="numeric", ensure_min_samples=2 if reset else 1
+        )
+        inputs, images = to_model_inputs(X)
+        if reset:
+            self.input_shape_ = tuple(inputs.shape[1:])
+        else:
+            self._check_same_kind_of_input(X.shape)
+        return inputs, images
+
+    def _check_same_kind_of_input(self, shape):
+        """Raise a clear error when X at predict time differs from X at fit time."""
+        expected = self.input_shape_
+        if len(expected) == 1:
+            if len(shape) != 2:
+                raise ValueError(
+                    f"This model was fitted on 2-D features with {expected[0]} columns; got X of shape {tuple(shape)}."
+                )
+            return
+        channels, height, width = expected
+        if len(shape) not in (3, 4):
+            raise ValueError(
+                f"This model was fitted on {height}x{width} images with {channels} channel(s); "
+                f"got X of shape {tuple(shape)}."
+            )
+        got_channels = 1 if len(shape) == 3 else shape[3]
+        if got_channels != channels:
+            raise ValueError(
+                f"This model was fitted on images with {channels} channel(s), got {got_channels}; "
+                "convert the images to the same colour mode (grayscale or RGB)."
+            )
+        if tuple(shape[1:3]) != (height, width):
+            raise ValueError(
+                f"This model was fitted on {height}x{width} images, got {shape[1]}x{shape[2]}; "
+                "resize them to the training size."
+            )
+
+    def _stage_params(self, name):
+        params = getattr(self, name) or {}
+        unknown = set(params) - set(_STAGE_PARAMS[name])
+        if unknown:
+            raise ValueError(
+                f"{name} got unknown keys {sorted(unknown)}; valid keys are {list(_STAGE_PARAMS[name])}."
+            )
+        return dict(params)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags

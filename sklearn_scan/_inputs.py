@@ -1,0 +1,65 @@
+"""Input checks: validate X once and adapt it to a tensor the stages share."""
+
+import numpy as np
+import torch
+
+
+def to_model_inputs(X):
+    """Adapt a validated array to the tensor every stage takes, without modifying X.
+
+    X: (N, D) features, (N, H, W) grayscale images or (N, H, W, C) images with
+    C in {1, 3}, integer (0-255) or float (0-1).
+    Returns ``(inputs, images)``: a CPU tensor, (N, D) float32 for features or
+    (N, C, H, W) for images (uint8 for integer input, float32 otherwise), and
+    whether X holds images.
+    """
+    if X.ndim == 2:
+        return torch.from_numpy(np.array(X, dtype=np.float32, copy=True)), False
+    if X.ndim == 3:
+        X = X[..., None]
+    if X.ndim != 4:
+        raise ValueError(
+            f"X must be 2-D features (n_samples, n_features), grayscale images "
+            f"(n_samples, height, width) or images (n_samples, height, width, channels); "
+            f"got an array with {X.ndim} dimensions, shape {X.shape}."
+        )
+    channels = X.shape[-1]
+    if channels not in (1, 3):
+        hint = ""
+        if X.shape[1] in (1, 3):
+            hint = " It looks channels-first (N, C, H, W): pass X.transpose(0, 2, 3, 1)."
+        raise ValueError(
+            f"Images must have 1 or 3 channels in the last dimension (N, H, W, C); "
+            f"got shape {X.shape}.{hint}"
+        )
+    if np.issubdtype(X.dtype, np.integer) or X.dtype == np.bool_:
+        low, high = X.min(), X.max()
+        if low < 0 or high > 255:
+            raise ValueError(
+                f"Integer images must hold values in 0-255; got values from {low} to {high}."
+            )
+        pixels = np.array(X, dtype=np.uint8, copy=True)
+    else:
+        low, high = float(X.min()), float(X.max())
+        if low < -1e-6 or high > 1 + 1e-6:
+            raise ValueError(
+                f"Float images must hold values in [0, 1]; got values from {low:g} to {high:g}. "
+                "Divide by the maximum (for example X / 255.0), or pass uint8 images."
+            )
+        pixels = np.clip(np.asarray(X, dtype=np.float32), 0.0, 1.0)
+    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2))), True
+
+
+def per_channel_statistics(inputs, images):
+    """Mean and std per channel (images) or per feature, as float32 tensors.
+
+    inputs: (N, C, H, W) or (N, D). A constant channel gets std 1.
+    """
+    values = inputs.float()
+    if inputs.dtype == torch.uint8:
+        values = values / 255.0
+    dims = (0, 2, 3) if images else (0,)
+    mean = values.mean(dim=dims)
+    std = values.std(dim=dims)
+    std = torch.where(std > 1e-6, std, torch.ones_like(std))
+    return mean, std

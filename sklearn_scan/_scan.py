@@ -1,0 +1,98 @@
+"""Clustering stage: train several heads with the SCAN loss, keep the lowest-loss one."""
+
+import numpy as np
+import torch
+
+from ._scan_loss import SCANLoss
+from ._torch_utils import (
+    autocast,
+    cosine_schedule,
+    n_batches,
+    prepare_module,
+    run_epochs,
+    shuffled_batches,
+    to_device,
+)
+
+
+def train_scan(
+    model,
+    inputs,
+    neighbors,
+    *,
+    entropy_weight,
+    epochs,
+    batch_size,
+    device,
+    generator,
+    augment=None,
+    images=True,
+    learning_rate=1e-4,
+    weight_decay=1e-4,
+    verbose=0,
+    history=None,
+):
+    """Train ``model`` in place so each sample and its neighbours get the same confident cluster.
+
+    model: (B, ...) -> (B, n_heads, n_clusters) logits; every head is trained at once.
+    inputs: (N, ...) tensor; neighbors: (N, k) int array from :func:`mine_neighbors`.
+    augment: optional ``augment(batch, generator)`` applied to anchors and neighbours.
+    Each step pairs every anchor with one of its k neighbours drawn at random.
+    Returns ``(model, interrupted)``; the model is on ``device``.
+    """
+    history = [] if history is None else history
+    neighbors = torch.as_tensor(neighbors)
+    model = prepare_module(model, device, images)
+    loss_fn = SCANLoss(entropy_weight)
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    scheduler = cosine_schedule(optimizer, epochs * n_batches(len(inputs), batch_size))
+    model.train()
+
+    def train_one_epoch(epoch):
+        sums, count = 0, 0
+        for anchors in shuffled_batches(len(inputs), batch_size, generator):
+            choice = torch.randint(0, neighbors.shape[1], (len(anchors),), generator=generator)
+            partners = neighbors[anchors, choice]
+            batch = to_device(inputs[torch.cat([anchors, partners])], device, images)
+            if augment is not None:
+                batch = augment(batch, generator)
+            with autocast(device):
+                logits = model(batch)
+            total, consistency, entropy = loss_fn(*logits.float().chunk(2))
+            optimizer.zero_grad(set_to_none=True)
+            total.sum().backward()
+            optimizer.step()
+            scheduler.step()
+            sums = sums + torch.stack([total, consistency, entropy]).detach()
+            count += 1
+        total, consistency, entropy = (sums / count).cpu()
+        best = int(torch.argmin(total))
+        return {
+            "loss": total.mean().item(),
+            "best_head_loss": total[best].item(),
+            "consistency": consistency[best].item(),
+            "entropy": entropy[best].item(),
+        }
+
+    interrupted = run_epochs("scan", epochs, train_one_epoch, verbose, history)
+    model.eval()
+    return model, interrupted
+
+
+def scan_loss_of_predictions(logits, neighbors, entropy_weight):
+    """The SCAN loss of fixed predictions over all samples and all their neighbours.
+
+    logits: (N, ..., C) array, e.g. (N, n_heads, C); neighbors: (N, k).
+    The consistency term averages over every (sample, neighbour) pair.
+    Returns ``(total, consistency, entropy)`` numpy arrays of shape (...).
+    """
+    logits = torch.as_tensor(np.asarray(logits, dtype=np.float32))
+    neighbors = torch.as_tensor(neighbors)
+    loss_fn = SCANLoss(entropy_weight)
+    consistency = 0
+    for column in range(neighbors.shape[1]):
+        _, column_consistency, entropy = loss_fn(logits, logits[neighbors[:, column]])
+        consistency = consistency + column_consistency
+    consistency = consistency / neighbors.shape[1]
+    total = consistency - entropy_weight * entropy
+    return total.numpy(), consistency.numpy(), entropy.numpy()

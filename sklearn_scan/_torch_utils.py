@@ -1,0 +1,203 @@
+"""Device, randomness, batching and mixed precision: the torch plumbing every stage shares."""
+
+import contextlib
+import copy
+import warnings
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+
+def resolve_device(device):
+    """Turn ``"auto"``, a string or a ``torch.device`` into a ``torch.device``.
+
+    ``"auto"`` picks cuda, then mps, then cpu. Asking for an accelerator that is
+    not there raises a ``ValueError`` instead of failing later inside torch.
+    """
+    if isinstance(device, torch.device):
+        device = str(device)
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a device torch knows; use 'auto', 'cpu', "
+            "'cuda', 'cuda:0' or 'mps'."
+        ) from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} was requested but torch sees no CUDA GPU here; "
+            "use device='auto' or device='cpu'."
+        )
+    if resolved.type == "mps" and not _mps_available():
+        raise ValueError(
+            f"device={device!r} was requested but MPS is not available here; "
+            "use device='auto' or device='cpu'."
+        )
+    return resolved
+
+
+def _mps_available():
+    backend = getattr(torch.backends, "mps", None)
+    return backend is not None and backend.is_available()
+
+
+def inference_device(fitted_device):
+    """The device a fitted model predicts on: the one it was fitted on, if present.
+
+    A model fitted on a GPU and loaded on a machine without one falls back to
+    the CPU with a warning, as skorch does.
+    """
+    device = torch.device(fitted_device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        warnings.warn(
+            "This model was fitted on a CUDA device, which is not available here; "
+            "predicting on the CPU instead.",
+            RuntimeWarning,
+        )
+        return torch.device("cpu")
+    if device.type == "mps" and not _mps_available():
+        return torch.device("cpu")
+    return device
+
+
+@contextlib.contextmanager
+def seeded(seed, device):
+    """Run a block with torch's global RNG seeded, restoring the caller's state after.
+
+    Weight initialisation uses torch's global RNG; forking it keeps fits
+    repeatable without touching the random state the user owns.
+    """
+    cuda_devices = []
+    if device.type == "cuda":
+        cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def make_generator(seed):
+    """A CPU ``torch.Generator``: all sampling (shuffles, augmentations) draws from it.
+
+    Sampling on the CPU and moving the few numbers to the device keeps runs
+    identical across devices and avoids per-device generator semantics.
+    """
+    return torch.Generator().manual_seed(int(seed))
+
+
+def shuffled_batches(n_samples, batch_size, generator):
+    """Yield index tensors of a random permutation in batches.
+
+    The last incomplete batch is dropped when there is more than one batch, so
+    that batch norm never sees a batch of one sample.
+    """
+    order = torch.randperm(n_samples, generator=generator)
+    if n_samples <= batch_size:
+        yield order
+        return
+    for start in range(0, n_samples - batch_size + 1, batch_size):
+        yield order[start : start + batch_size]
+
+
+def autocast(device):
+    """bfloat16 autocast on CUDA, nothing elsewhere (CPU and MPS run in float32)."""
+    if device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def prepare_module(module, device, images):
+    """Move a module to ``device``, channels-last for image models on CUDA."""
+    module = module.to(device)
+    if images and device.type == "cuda":
+        module = module.to(memory_format=torch.channels_last)
+    return module
+
+
+def to_device(batch, device, images):
+    """Move a batch to ``device`` as float32 (uint8 images are scaled to [0, 1])."""
+    batch = batch.to(device, non_blocking=True)
+    if batch.dtype == torch.uint8:
+        batch = batch.float().div_(255.0)
+    if images and device.type == "cuda":
+        batch = batch.contiguous(memory_format=torch.channels_last)
+    return batch
+
+
+@torch.inference_mode()
+def predict_in_batches(module, inputs, device, batch_size, images):
+    """Apply ``module`` in eval mode to ``inputs`` (N, ...) and return a float32 numpy array.
+
+    The module is used on a copy when it must move to another device, so a
+    fitted estimator is never modified by inference.
+    """
+    if next(iter(module.parameters()), torch.empty(0)).device != device:
+        module = copy.deepcopy(module)
+        module = prepare_module(module, device, images)
+    was_training = module.training
+    module.eval()
+    outputs = []
+    try:
+        for start in range(0, len(inputs), batch_size):
+            batch = to_device(inputs[start : start + batch_size], device, images)
+            with autocast(device):
+                outputs.append(module(batch).float().cpu())
+    finally:
+        module.train(was_training)
+    return torch.cat(outputs).numpy()
+
+
+def progress(iterable, verbose, desc, total=None):
+    """A tqdm bar when ``verbose`` is on, the bare iterable otherwise."""
+    if not verbose:
+        return iterable
+    return tqdm(iterable, desc=desc, total=total, leave=True, dynamic_ncols=True)
+
+
+def as_tensor(array):
+    """Numpy array to a CPU tensor that owns its memory (read-only inputs are copied)."""
+    return torch.from_numpy(np.array(array, copy=True))
+
+
+def run_epochs(stage, n_epochs, train_one_epoch, verbose, history):
+    """Run ``train_one_epoch(epoch) -> dict`` ``n_epochs`` times, recording history.
+
+    Each epoch's dict of figures is appended to ``history`` with the stage and
+    epoch number, and shown on the progress bar. Ctrl-C (KeyboardInterrupt)
+    ends the stage early, keeping what was learned. Returns True when the stage
+    was interrupted.
+    """
+    bar = progress(range(n_epochs), verbose, desc=stage)
+    try:
+        for epoch in bar:
+            figures = train_one_epoch(epoch)
+            history.append({"stage": stage, "epoch": epoch, **figures})
+            if verbose:
+                bar.set_postfix({key: f"{value:.4g}" for key, value in figures.items()})
+    except KeyboardInterrupt:
+        warnings.warn(
+            f"Training interrupted during the {stage} stage; keeping what was learned so far.",
+            RuntimeWarning,
+        )
+        history.append({"stage": stage, "epoch": None, "interrupted": True})
+        return True
+    finally:
+        if verbose:
+            bar.close()
+    return False
+
+
+def cosine_schedule(optimizer, total_steps):
+    """Cosine decay of the learning rate to zero over ``total_steps`` optimizer steps."""
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
+
+
+def n_batches(n_samples, batch_size):
+    """How many batches :func:`shuffled_batches` yields per epoch."""
+    return 1 if n_samples <= batch_size else n_samples // batch_size
