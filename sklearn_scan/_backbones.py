@@ -221,7 +221,8 @@ class ClusteringHeads(nn.Module):
 def select_outputs(linear, rows):
     """A copy of ``linear`` keeping outputs ``rows`` in that order: output i is old output rows[i]."""
     rows = torch.as_tensor(rows, device=linear.weight.device)
-    selected = nn.Linear(linear.in_features, len(rows)).to(linear.weight.device)
+    # Built on the meta device so no random initialisation draws from torch's RNG.
+    selected = nn.Linear(linear.in_features, len(rows), device="meta").to_empty(device=linear.weight.device)
     with torch.no_grad():
         selected.weight.copy_(linear.weight[rows])
         selected.bias.copy_(linear.bias[rows])

@@ -1,0 +1,310 @@
+import io
+import pickle
+import warnings
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, cross_validate
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+from torch import nn
+
+from sklearn_scan import SCANClusterer
+from sklearn_scan.metrics import SCORERS, accuracy_scorer, clustering_accuracy_score
+
+from .conftest import fast_params
+
+# scikit-learn's generic checks force n_clusters=1 in these; SCANClusterer
+# rejects n_clusters < 2 on purpose (one cluster is no clustering, and the
+# entropy term is zero). What they check otherwise is tested below with
+# n_clusters=2: test_one_sample_message, test_one_feature,
+# test_predict_rejects_1d, test_subset_invariance, test_fit_does_not_add_public_attributes.
+N_CLUSTERS_1_REASON = "forces n_clusters=1, which SCANClusterer rejects by design"
+EXPECTED_FAILED_CHECKS = {
+    name: N_CLUSTERS_1_REASON
+    for name in (
+        "check_dont_overwrite_parameters",
+        "check_methods_subset_invariance",
+        "check_fit2d_1sample",
+        "check_fit2d_1feature",
+        "check_fit2d_predict1d",
+    )
+}
+
+
+@parametrize_with_checks(
+    [SCANClusterer(**fast_params())], expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+def small_images(n=60, size=8, channels=None, seed=0):
+    """Two kinds of synthetic images: a bright top half or a bright bottom half."""
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(0, 0.2, size=(n, size, size)).astype(np.float32)
+    images[: n // 2, : size // 2] += 0.7
+    images[n // 2 :, size // 2 :] += 0.7
+    if channels:
+        images = np.repeat(images[..., None], channels, axis=-1)
+    return images, np.repeat([0, 1], n // 2)
+
+
+def image_params(**overrides):
+    return fast_params(**{"n_clusters": 2, "pretext_epochs": 2, "scan_epochs": 20, "batch_size": 32, **overrides})
+
+
+def test_one_sample_message():
+    with pytest.raises(ValueError, match="1 sample"):
+        SCANClusterer(n_clusters=2).fit(np.zeros((1, 3)))
+
+
+def test_one_feature(blobs):
+    X, _ = blobs
+    model = SCANClusterer(**fast_params(n_clusters=2)).fit(X[:, :1])
+    assert model.predict(X[:5, :1]).shape == (5,)
+
+
+def test_predict_rejects_1d(blobs):
+    X, _ = blobs
+    model = SCANClusterer(**fast_params(n_clusters=2)).fit(X)
+    with pytest.raises(ValueError, match="2-D features with 2 columns"):
+        model.predict(X[0])
+
+
+def test_subset_invariance(blobs):
+    X, _ = blobs
+    model = SCANClusterer(**fast_params(n_clusters=2)).fit(X)
+    full = model.predict_proba(X)
+    parts = np.concatenate([model.predict_proba(X[i : i + 7]) for i in range(0, len(X), 7)])
+    np.testing.assert_allclose(full, parts, atol=1e-5)
+    np.testing.assert_array_equal(model.predict(X), np.concatenate([model.predict(X[i : i + 7]) for i in range(0, len(X), 7)]))
+
+
+def test_fit_does_not_add_public_attributes(blobs):
+    X, _ = blobs
+    model = SCANClusterer(**fast_params(n_clusters=2))
+    before = set(vars(model))
+    model.fit(X)
+    added = set(vars(model)) - before
+    assert added and all(name.endswith("_") for name in added)
+
+
+def test_outputs_on_features(blobs):
+    X, y = blobs
+    model = SCANClusterer(**fast_params())
+    labels = model.fit_predict(X)
+    assert clustering_accuracy_score(y, labels) > 0.95
+    np.testing.assert_array_equal(labels, model.labels_)
+    proba = model.predict_proba(X)
+    assert proba.shape == (90, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+    np.testing.assert_array_equal(proba.argmax(axis=1), model.predict(X))
+    assert model.transform(X).shape == (90, 256)
+    assert model.neighbors_.shape == (90, 5)
+    assert model.head_losses_.shape == (2,) and model.best_head_ == int(np.argmin(model.head_losses_))
+    # Labels are numbered by cluster size, largest first.
+    sizes = np.bincount(model.labels_)
+    assert list(sizes) == sorted(sizes, reverse=True)
+    assert np.isfinite(model.score(X))
+
+
+def test_history_records_every_stage():
+    X, _ = small_images()
+    model = SCANClusterer(**image_params(selflabel_epochs=3)).fit(X)
+    stages = [entry["stage"] for entry in model.history_]
+    assert stages.count("pretext") == 2 and stages.count("scan") == 20 and stages.count("selflabel") == 3
+    neighbors = [entry for entry in model.history_ if entry["stage"] == "neighbors"]
+    assert neighbors == [{"stage": "neighbors", "n_neighbors": 5, "metric": "cosine"}]
+    assert all("confident_share" in entry for entry in model.history_ if entry["stage"] == "selflabel")
+    assert all(np.isfinite(entry["loss"]) for entry in model.history_ if "loss" in entry)
+
+
+@pytest.mark.parametrize(
+    "make_input",
+    [
+        lambda images: images,  # (N, H, W) float
+        lambda images: images[..., None],  # (N, H, W, 1)
+        lambda images: np.repeat(images[..., None], 3, axis=-1),  # RGB float
+        lambda images: (np.repeat(images[..., None], 3, axis=-1) * 255).astype(np.uint8),  # RGB uint8
+    ],
+    ids=["gray-3d", "gray-4d", "rgb-float", "rgb-uint8"],
+)
+def test_image_inputs(make_input):
+    images, y = small_images()
+    X = make_input(images)
+    original = X.copy()
+    model = SCANClusterer(**image_params(freeze_backbone=False)).fit(X)
+    np.testing.assert_array_equal(X, original)
+    assert model.labels_.shape == (60,)
+    assert clustering_accuracy_score(y, model.predict(X)) > 0.9
+    assert model.predict_proba(X[:3]).shape == (3, 2)
+
+
+def test_refit_is_identical_with_fixed_random_state():
+    images, _ = small_images(seed=3)
+    first = SCANClusterer(**image_params(random_state=7, selflabel_epochs=3)).fit(images)
+    second = SCANClusterer(**image_params(random_state=7, selflabel_epochs=3)).fit(images)
+    np.testing.assert_array_equal(first.labels_, second.labels_)
+    np.testing.assert_array_equal(first.predict_proba(images), second.predict_proba(images))
+    assert first.history_ == second.history_
+
+
+def test_fit_leaves_global_torch_rng_alone(blobs):
+    X, _ = blobs
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    SCANClusterer(**fast_params()).fit(X)
+    np.testing.assert_array_equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("save", ["pickle", "joblib"])
+def test_pickle_round_trip(save, tmp_path):
+    images, _ = small_images()
+    model = SCANClusterer(**image_params()).fit(images)
+    if save == "pickle":
+        restored = pickle.loads(pickle.dumps(model))
+    else:
+        joblib.dump(model, tmp_path / "model.joblib")
+        restored = joblib.load(tmp_path / "model.joblib")
+    np.testing.assert_array_equal(restored.predict(images), model.predict(images))
+    np.testing.assert_allclose(restored.transform(images), model.transform(images))
+    # The fitted network is stored on the CPU, so the pickle loads anywhere.
+    assert all(p.device.type == "cpu" for p in restored.model_.parameters())
+
+
+def test_model_fitted_on_gpu_predicts_on_cpu_with_warning(blobs):
+    X, _ = blobs
+    model = SCANClusterer(**fast_params()).fit(X)
+    expected = model.predict(X)
+    restored = pickle.loads(pickle.dumps(model))
+    restored.device_ = "cuda"
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the fallback is not exercised")
+    with pytest.warns(RuntimeWarning, match="predicting on the CPU"):
+        np.testing.assert_array_equal(restored.predict(X), expected)
+
+
+def test_pipeline_grid_search_and_cross_validate(blobs):
+    X, y = blobs
+    pipeline = make_pipeline(StandardScaler(), SCANClusterer(**fast_params()))
+    assert clustering_accuracy_score(y, pipeline.fit(X).predict(X)) > 0.95
+    grid = {"scanclusterer__entropy_weight": [0.0, 5.0]}
+    with_labels = GridSearchCV(pipeline, grid, scoring=accuracy_scorer, cv=3).fit(X, y)
+    # Without the entropy term the heads may collapse; the scorer must see that.
+    assert with_labels.best_params_ == {"scanclusterer__entropy_weight": 5.0}
+    label_free = GridSearchCV(pipeline, grid, cv=3).fit(X)
+    assert label_free.best_params_ == {"scanclusterer__entropy_weight": 5.0}
+    scores = cross_validate(SCANClusterer(**fast_params()), X, y, scoring=SCORERS, cv=3)
+    assert scores["test_accuracy"].mean() > 0.9
+    assert clone(pipeline).get_params()["scanclusterer__n_clusters"] == 3
+
+
+def test_verbose_shows_progress_and_silence_otherwise(capsys):
+    images, _ = small_images()
+    SCANClusterer(**image_params(verbose=0)).fit(images)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+    SCANClusterer(**image_params(verbose=1)).fit(images)
+    err = capsys.readouterr().err
+    for stage in ("pretext", "scan", "selflabel"):
+        assert stage in err
+    assert "loss=" in err
+
+
+class InterruptingBackbone(nn.Module):
+    """Raises KeyboardInterrupt on its third forward pass in training mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.training_calls = 0
+
+    def forward(self, x):
+        if self.training:
+            self.training_calls += 1
+            if self.training_calls == 3:
+                raise KeyboardInterrupt
+        return self.layers(x)
+
+
+def test_interrupted_fit_keeps_a_usable_model():
+    images, _ = small_images()
+    backbone = InterruptingBackbone()
+    with pytest.warns(RuntimeWarning, match="interrupted during the pretext stage"):
+        model = SCANClusterer(**image_params(backbone=backbone, pretext_epochs=5)).fit(images)
+    assert {"stage": "pretext", "epoch": None, "interrupted": True} in model.history_
+    assert model.predict(images).shape == (60,)
+    # The user's module was copied, not trained in place.
+    assert backbone.training_calls == 0
+
+
+def test_custom_backbone_callable_and_errors():
+    images, _ = small_images()
+
+    def make_backbone():
+        return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten())
+
+    model = SCANClusterer(**image_params(backbone=make_backbone)).fit(images)
+    assert model.transform(images).shape == (60, 4 * 6 * 6)
+    with pytest.raises(ValueError, match="features of shape"):
+        SCANClusterer(**image_params(backbone=nn.Conv2d(1, 4, 3))).fit(images)
+    with pytest.raises(ValueError, match="failed on a batch"):
+        SCANClusterer(**image_params(backbone=nn.Linear(5, 5))).fit(images)
+    with pytest.raises(ValueError, match="not a torch.nn.Module"):
+        SCANClusterer(**image_params(backbone=lambda: "resnet")).fit(images)
+    with pytest.raises(ValueError, match="not a known backbone"):
+        SCANClusterer(**image_params(backbone="vgg")).fit(images)
+
+
+@pytest.mark.parametrize(
+    "X, params, message",
+    [
+        (np.zeros((0, 4)), {}, "0 sample"),
+        (np.zeros((1, 4)), {}, "1 sample"),
+        (np.zeros((5, 2, 2, 2, 2)), {}, "got an array with 5 dimensions"),
+        (np.zeros((10, 8, 8, 2)), {}, "1 or 3 channels"),
+        (np.zeros((10, 3, 8, 8)), {}, "channels-first"),
+        (np.full((10, 8, 8), 2.0), {}, r"Float images must hold values in \[0, 1\]"),
+        (np.full((10, 8, 8), 300), {}, "0-255"),
+        (np.zeros((10, 3, 3)), {}, "smaller than the 4x4"),
+        (np.zeros((10, 2)), {"n_clusters": 1}, "n_clusters"),
+        (np.zeros((10, 2)), {"n_clusters": 11}, "n_clusters=11 must be at most n_samples=10"),
+        (np.zeros((10, 2)), {"n_neighbors": 10}, "n_neighbors=10 must be below n_samples=10"),
+        (np.zeros((10, 2)), {"scan_params": {"lr": 1}}, "unknown keys"),
+        (np.zeros((10, 2)), {"device": "cuda:7" if not torch.cuda.is_available() else "tpu"}, "device"),
+    ],
+)
+def test_bad_input_gets_a_clear_value_error(X, params, message):
+    with pytest.raises(ValueError, match=message):
+        SCANClusterer(**fast_params(**{"n_clusters": 2, **params})).fit(X)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_nan_and_inf_are_rejected(value):
+    X = np.zeros((10, 2))
+    X[3, 1] = value
+    with pytest.raises(ValueError, match="NaN|infinity"):
+        SCANClusterer(**fast_params(n_clusters=2)).fit(X)
+
+
+def test_predict_checks_the_images_match_the_fit():
+    images, _ = small_images()
+    model = SCANClusterer(**image_params()).fit(images)
+    rgb = np.repeat(images[..., None], 3, axis=-1)
+    with pytest.raises(ValueError, match="1 channel"):
+        model.predict(rgb)
+    with pytest.raises(ValueError, match="8x8 images, got 10x10"):
+        model.predict(np.zeros((4, 10, 10)))
+    with pytest.raises(ValueError, match="fitted on 8x8 images"):
+        model.predict(np.zeros((4, 64)))
+    features_model = SCANClusterer(**fast_params()).fit(np.random.default_rng(0).normal(size=(30, 4)))
+    with pytest.raises(ValueError, match="2-D features"):
+        features_model.predict(images)
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        model.score(images[:1])
