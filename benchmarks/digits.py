@@ -1,0 +1,131 @@
+"""Benchmark on scikit-learn's digits: SCAN next to k-means, 3 seeds, side by side in one run.
+
+Writes docs/benchmark-digits.md (table) and docs/benchmark-digits.json (raw runs).
+Every run is fitted in a fresh process so that its peak memory is its own.
+Usage: python benchmarks/digits.py [--seeds 0 1 2]
+"""
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+METHODS = (
+    "k-means on raw pixels",
+    "k-means on the pretext embedding",
+    "SCAN, clustering step",
+    "SCAN, after self-labeling",
+)
+
+
+def run(method, seed):
+    """Fit one method with one seed; return its figures. Runs in a child process."""
+    import torch
+    from sklearn.cluster import KMeans
+    from sklearn.datasets import load_digits
+
+    from sklearn_scan import SCANClusterer
+    from sklearn_scan.metrics import clustering_report
+
+    digits = load_digits()
+    images, y = digits.images / 16.0, digits.target
+    start = time.perf_counter()
+    extra = {}
+    if method == "k-means on raw pixels":
+        labels = KMeans(10, n_init=10, random_state=seed).fit_predict(digits.data)
+    else:
+        selflabel_epochs = 0 if method != "SCAN, after self-labeling" else SCANClusterer().selflabel_epochs
+        model = SCANClusterer(10, random_state=seed, selflabel_epochs=selflabel_epochs).fit(images)
+        labels = model.labels_
+        extra["neighbor_purity_k20"] = float((y[model.neighbors_] == y[:, None]).mean())
+        if method == "k-means on the pretext embedding":
+            # With the default frozen backbone, transform() is the pretext embedding.
+            embedding = model.transform(images)
+            embedding /= np.linalg.norm(embedding, axis=1, keepdims=True)
+            labels = KMeans(10, n_init=10, random_state=seed).fit_predict(embedding)
+    seconds = time.perf_counter() - start
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "method": method, "seed": seed, **clustering_report(y, labels), "seconds": seconds,
+        "peak_memory_mib": peak_mib, "torch_threads": torch.get_num_threads(), **extra,
+    }
+
+
+def summarise(runs):
+    rows = []
+    for method in METHODS:
+        mine = [r for r in runs if r["method"] == method]
+        row = {"method": method, "n_seeds": len(mine)}
+        for key in ("accuracy", "nmi", "ari", "seconds", "peak_memory_mib"):
+            values = np.array([r[key] for r in mine])
+            row[key] = {"mean": float(values.mean()), "std": float(values.std()), "median": float(np.median(values))}
+        rows.append(row)
+    return rows
+
+
+def markdown(rows, meta):
+    lines = [
+        "# Benchmark: scikit-learn digits",
+        "",
+        f"1,797 images of 8x8 pixels, 10 classes; fit and scored on all of them (labels only score). "
+        f"Mean ± std over seeds {meta['seeds']}, every run in its own process, one after another on the same machine "
+        f"({meta['machine']}, {meta['cpus']} CPUs, torch {meta['torch']}). "
+        f"Produced by `python benchmarks/digits.py` on {meta['date']} at commit {meta['commit']}.",
+        "",
+        "| method | ACC | NMI | ARI | time (s, median) | peak memory (MiB, median) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        cells = [f"{row[key]['mean']:.3f} ± {row[key]['std']:.3f}" for key in ("accuracy", "nmi", "ari")]
+        lines.append(
+            f"| {row['method']} | {' | '.join(cells)} | {row['seconds']['median']:.1f} | {row['peak_memory_mib']['median']:.0f} |"
+        )
+    lines += [
+        "",
+        "Defaults of `SCANClusterer(n_clusters=10, random_state=seed)`: SimCLR pretext 60 epochs, "
+        "20 neighbours, 10 heads trained 200 epochs on the frozen embedding, lowest-loss head kept, "
+        "20 epochs of self-labeling. Reference figures measured here before this library existed: "
+        "k-means on raw pixels 0.79, UMAP + k-means 0.88, spectral clustering 0.81.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    args = parser.parse_args()
+    runs = []
+    for seed in args.seeds:
+        for method in METHODS:
+            with ProcessPoolExecutor(max_workers=1) as pool:
+                result = pool.submit(run, method, seed).result()
+            runs.append(result)
+            print(f"seed {seed}  {method:<34} ACC {result['accuracy']:.3f}  NMI {result['nmi']:.3f}  "
+                  f"ARI {result['ari']:.3f}  {result['seconds']:.1f}s  {result['peak_memory_mib']:.0f} MiB", flush=True)
+    import os
+
+    import torch
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    meta = {
+        "seeds": args.seeds, "machine": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"), "commit": commit or "unknown",
+    }
+    rows = summarise(runs)
+    DOCS.mkdir(exist_ok=True)
+    (DOCS / "benchmark-digits.json").write_text(json.dumps({"meta": meta, "summary": rows, "runs": runs}, indent=2))
+    (DOCS / "benchmark-digits.md").write_text(markdown(rows, meta))
+    print()
+    print(markdown(rows, meta))
+
+
+if __name__ == "__main__":
+    main()

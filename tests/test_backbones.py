@@ -1,0 +1,62 @@
+import pytest
+import torch
+from torch import nn
+
+from sklearn_scan._backbones import (
+    ClusteringHeads,
+    build_backbone,
+    convnet,
+    resnet18,
+    resolve_backbone_name,
+    select_outputs,
+)
+
+
+@pytest.mark.parametrize("side", [4, 8, 28, 32, 64])
+def test_convnet_output_shape(side):
+    network, out_features = convnet(3, side)
+    assert network(torch.rand(2, 3, side, side)).shape == (2, out_features)
+
+
+@pytest.mark.parametrize("side, channels", [(32, 3), (8, 1), (64, 3)])
+def test_resnet18_output_shape(side, channels):
+    network, out_features = resnet18(channels, side)
+    network.eval()
+    assert network(torch.rand(2, channels, side, side)).shape == (2, 512) and out_features == 512
+
+
+def test_auto_backbone_depends_on_input_and_device():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_backbone_name("auto", False, None, cpu) == "mlp"
+    assert resolve_backbone_name("auto", True, 32, cpu) == "convnet"
+    assert resolve_backbone_name("auto", True, 32, cuda) == "resnet18"
+    assert resolve_backbone_name("auto", True, 8, cuda) == "convnet"
+
+
+def test_user_module_is_copied_and_sized():
+    module = nn.Sequential(nn.Conv2d(1, 3, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    built, out_features, name = build_backbone(module, (1, 8, 8), torch.device("cpu"))
+    assert built is not module and out_features == 3 and name == "custom"
+    assert module.training  # probing the module left its mode as it was
+
+
+def test_build_backbone_errors():
+    cpu = torch.device("cpu")
+    with pytest.raises(ValueError, match="takes 2-D features"):
+        build_backbone("mlp", (1, 8, 8), cpu)
+    with pytest.raises(ValueError, match="takes images"):
+        build_backbone("resnet18", (10,), cpu)
+    with pytest.raises(ValueError, match="smaller than the 8x8"):
+        build_backbone("resnet18", (1, 6, 6), cpu)
+    with pytest.raises(ValueError, match="got int"):
+        build_backbone(3, (1, 8, 8), cpu)
+
+
+def test_heads_and_selected_outputs():
+    heads = ClusteringHeads(5, n_clusters=3, n_heads=4)
+    features = torch.rand(7, 5)
+    logits = heads(features)
+    assert logits.shape == (7, 4, 3)
+    torch.testing.assert_close(heads.single_head(2)(features), logits[:, 2])
+    order = torch.tensor([2, 0, 1])
+    torch.testing.assert_close(select_outputs(heads.single_head(1), order)(features), logits[:, 1][:, order])

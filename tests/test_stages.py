@@ -1,0 +1,112 @@
+"""Each stage's central function on small data, without the estimator."""
+
+import numpy as np
+import torch
+from sklearn.datasets import make_blobs
+
+from sklearn_scan._augment import policy_for_images, strong_views, weak_views
+from sklearn_scan._backbones import ClusteringHeads, ClusterModel, Encoder, Standardize, convnet, mlp
+from sklearn_scan._neighbors import mine_neighbors
+from sklearn_scan._pretext import train_pretext
+from sklearn_scan._scan import scan_loss_of_predictions, train_scan
+from sklearn_scan._scan_loss import SCANLoss
+from sklearn_scan._selflabel import balanced_cross_entropy, train_selflabel
+from sklearn_scan._torch_utils import make_generator, predict_in_batches
+from sklearn_scan.metrics import clustering_accuracy_score
+
+CPU = torch.device("cpu")
+
+
+def test_pretext_loss_goes_down(digits):
+    images, _ = digits
+    inputs = torch.from_numpy(images[:256, None].astype(np.float32))
+    torch.manual_seed(0)
+    network, out_features = convnet(1, 8, width=8)
+    encoder = Encoder(Standardize([0.3], [0.4]), network, out_features)
+    history = []
+    encoder, interrupted = train_pretext(
+        encoder, inputs, policy=policy_for_images(1, 8, 8), epochs=6, batch_size=128,
+        device=CPU, generator=make_generator(0), history=history,
+    )
+    losses = [entry["loss"] for entry in history]
+    assert not interrupted and len(losses) == 6 and losses[-1] < losses[0]
+    assert not encoder.training
+
+
+def blobs_problem(seed=0):
+    X, y = make_blobs(n_samples=300, centers=4, cluster_std=0.6, random_state=seed)
+    return torch.from_numpy(X.astype(np.float32)), y
+
+
+def test_train_scan_finds_the_clusters_and_lowest_loss_head_is_good():
+    X, y = blobs_problem()
+    neighbors = mine_neighbors(X, 10, metric="euclidean")
+    torch.manual_seed(0)
+    network, out_features = mlp(2, hidden=32)
+    model = ClusterModel(Encoder(Standardize(X.mean(0), X.std(0)), network, out_features), ClusteringHeads(32, 4, 3))
+    history = []
+    model, _ = train_scan(
+        model, X, neighbors, entropy_weight=5.0, epochs=40, batch_size=64, device=CPU,
+        generator=make_generator(0), images=False, learning_rate=1e-2, history=history,
+    )
+    logits = predict_in_batches(model, X, CPU, 128, images=False)
+    total, consistency, entropy = scan_loss_of_predictions(logits, neighbors, 5.0)
+    best = int(np.argmin(total))
+    assert clustering_accuracy_score(y, logits[:, best].argmax(1)) > 0.95
+    assert history[-1]["best_head_loss"] < history[0]["best_head_loss"]
+    assert total.shape == (3,) and np.all(entropy <= np.log(4) + 1e-6)
+
+
+def test_scan_loss_of_predictions_averages_all_neighbours():
+    logits = torch.randn(12, 2, 3, generator=torch.Generator().manual_seed(0))
+    neighbors = np.stack([np.roll(np.arange(12), 1), np.roll(np.arange(12), 2)], axis=1)
+    total, consistency, _ = scan_loss_of_predictions(logits.numpy(), neighbors, 5.0)
+    loss = SCANLoss(5.0)
+    expected = (loss(logits, logits[neighbors[:, 0]])[0] + loss(logits, logits[neighbors[:, 1]])[0]) / 2
+    np.testing.assert_allclose(total, expected.numpy(), rtol=1e-5)
+
+
+def test_balanced_cross_entropy_weighs_clusters_equally():
+    logits = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 0, 0, 0, 1, 1])
+    per_sample = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+    expected = (per_sample[:4].mean() + per_sample[4:].mean()) / 2
+    torch.testing.assert_close(balanced_cross_entropy(logits, labels, 3), expected)
+
+
+def test_selflabel_keeps_confident_labels_and_sharpens(digits):
+    X, y = blobs_problem(1)
+    torch.manual_seed(0)
+    network, out_features = mlp(2, hidden=16)
+    encoder = Encoder(Standardize(X.mean(0), X.std(0)), network, out_features)
+    model = ClusterModel(encoder, torch.nn.Linear(16, 4))
+    # Pretend a clustering stage learned the right labels, though not confidently.
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(60):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(X) / 20 * 3, torch.as_tensor(y)).backward()
+        optimizer.step()
+    history = []
+    model, _ = train_selflabel(
+        model, X, n_clusters=4, confidence_threshold=0.9, epochs=10, batch_size=64, device=CPU,
+        generator=make_generator(0), images=False, learning_rate=1e-3, history=history,
+    )
+    shares = [entry["confident_share"] for entry in history]
+    assert shares[-1] >= shares[0] > 0
+    assert clustering_accuracy_score(y, predict_in_batches(model, X, CPU, 128, False).argmax(1)) > 0.95
+
+
+def test_selflabel_with_augmentations_runs_on_images(digits):
+    images, _ = digits
+    inputs = torch.from_numpy(images[:128, None].astype(np.float32))
+    torch.manual_seed(0)
+    network, out_features = convnet(1, 8, width=8)
+    model = ClusterModel(Encoder(Standardize([0.3], [0.4]), network, out_features), torch.nn.Linear(out_features, 3))
+    policy = policy_for_images(1, 8, 8)
+    history = []
+    train_selflabel(
+        model, inputs, n_clusters=3, confidence_threshold=0.34, epochs=2, batch_size=64, device=CPU,
+        generator=make_generator(0), weak_augment=lambda b, g: weak_views(b, policy, g),
+        strong_augment=lambda b, g: strong_views(b, policy, g), history=history,
+    )
+    assert len(history) == 2 and history[0]["confident_share"] > 0
