@@ -229,6 +229,21 @@ def select_outputs(linear, rows):
     return selected
 
 
+class Frozen(nn.Module):
+    """Wrap a module so it never trains: no gradients, always in eval mode."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module.requires_grad_(False)
+
+    def train(self, mode=True):
+        return super().train(False)
+
+    def forward(self, x):
+        with torch.no_grad():
+            return self.module(x)
+
+
 class ClusterModel(nn.Module):
     """Encoder followed by clustering head(s): inputs -> cluster logits."""
 

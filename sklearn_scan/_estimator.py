@@ -11,7 +11,15 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from ._augment import policy_for_images, strong_views, weak_views
-from ._backbones import ClusteringHeads, ClusterModel, Encoder, Standardize, build_backbone, select_outputs
+from ._backbones import (
+    ClusteringHeads,
+    ClusterModel,
+    Encoder,
+    Frozen,
+    Standardize,
+    build_backbone,
+    select_outputs,
+)
 from ._inputs import per_channel_statistics, to_model_inputs
 from ._neighbors import mine_neighbors
 from ._pretext import train_pretext
@@ -198,6 +206,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         metric = self.metric if self.metric != "auto" else ("cosine" if images else "euclidean")
         history = []
+        # The data set moves to the device once; batches are indexed there.
+        inputs = inputs.to(device)
         with seeded(seed, device):
             generator = make_generator(seed)
             backbone, out_features, self.backbone_name_ = build_backbone(
@@ -219,7 +229,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             # The MLP on user-given features is the model itself: it always trains.
             freeze = self.freeze_backbone and images
             if freeze:
-                trainable, train_inputs, on_images = heads, torch.from_numpy(features), False
+                trainable, train_inputs, on_images = heads, torch.from_numpy(features).to(device), False
             else:
                 trainable, train_inputs, on_images = ClusterModel(encoder, heads), inputs, images
             weak = (lambda batch, generator: weak_views(batch, policy, generator)) if on_images else None
@@ -233,18 +243,18 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             head_losses, _, _ = scan_loss_of_predictions(head_logits, neighbors, self.entropy_weight)
             best_head = int(np.argmin(head_losses))
 
-            head = heads.single_head(best_head)
+            model = ClusterModel(encoder, heads.single_head(best_head))
             if self.selflabel_epochs > 0 and not interrupted:
-                strong = (lambda batch, generator: strong_views(batch, policy, generator)) if on_images else None
-                head_or_model = head if freeze else ClusterModel(encoder, head)
-                head_or_model, _ = train_selflabel(
-                    head_or_model, train_inputs, n_clusters=self.n_clusters,
+                # Self-labeling always sees augmented images; a frozen encoder stays as it is.
+                weak = (lambda batch, generator: weak_views(batch, policy, generator)) if images else None
+                strong = (lambda batch, generator: strong_views(batch, policy, generator)) if images else None
+                selflabel_model = ClusterModel(Frozen(encoder), model.head) if freeze else model
+                train_selflabel(
+                    selflabel_model, inputs, n_clusters=self.n_clusters,
                     confidence_threshold=self.confidence_threshold, epochs=self.selflabel_epochs,
-                    weak_augment=weak, strong_augment=strong, images=on_images,
+                    weak_augment=weak, strong_augment=strong, images=images,
                     history=history, **stage_params["selflabel_params"], **common,
                 )
-                head = head_or_model if freeze else head_or_model.head
-            model = ClusterModel(encoder, head)
             logits = predict_in_batches(model, inputs, device, self.batch_size, images)
 
         # Number clusters by size, largest first, so that labels have no gaps.

@@ -53,7 +53,8 @@ def train_selflabel(
     """
     history = [] if history is None else history
     model = prepare_module(model, device, images)
-    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=learning_rate, weight_decay=weight_decay)
     scheduler = cosine_schedule(optimizer, epochs)
     model.train()
 

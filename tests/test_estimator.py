@@ -308,3 +308,12 @@ def test_predict_checks_the_images_match_the_fit():
         features_model.predict(images)
     with pytest.raises(ValueError, match="at least 2 samples"):
         model.score(images[:1])
+
+
+def test_frozen_backbone_is_never_trained_after_the_pretext():
+    images, _ = small_images()
+    without_selflabel = SCANClusterer(**image_params(selflabel_epochs=0)).fit(images)
+    frozen = SCANClusterer(**image_params(selflabel_epochs=3)).fit(images)
+    np.testing.assert_array_equal(frozen.transform(images), without_selflabel.transform(images))
+    fine_tuned = SCANClusterer(**image_params(selflabel_epochs=3, freeze_backbone=False)).fit(images)
+    assert not np.allclose(fine_tuned.transform(images), without_selflabel.transform(images))
