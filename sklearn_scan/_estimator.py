@@ -115,6 +115,14 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         SCAN loss of every head on the training data; ``best_head_`` is its argmin.
     device_ : str
         Device the model was fitted on.
+    backbone_name_ : str
+        The backbone used: "convnet", "resnet18", "mlp" or "custom".
+    metric_ : str
+        The neighbour-mining distance used.
+    input_shape_ : tuple
+        Shape of one sample as the network takes it: (C, H, W) or (D,).
+    n_features_in_ : int
+        ``X.shape[1]`` at fit time, as scikit-learn counts it (the height for images).
     """
 
     _parameter_constraints = {
@@ -210,12 +218,14 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         inputs = inputs.to(device)
         with seeded(seed, device):
             generator = make_generator(seed)
-            backbone, out_features, self.backbone_name_ = build_backbone(
+            backbone, out_features, backbone_name = build_backbone(
                 self.backbone, tuple(inputs.shape[1:]), device
             )
             encoder = Encoder(Standardize(*per_channel_statistics(inputs, images)), backbone, out_features)
             common = dict(batch_size=self.batch_size, device=device, generator=generator, verbose=self.verbose)
             policy = policy_for_images(*inputs.shape[1:]) if images else None
+            weak = (lambda batch, generator: weak_views(batch, policy, generator)) if images else None
+            strong = (lambda batch, generator: strong_views(batch, policy, generator)) if images else None
             if images and self.pretext == "simclr" and self.pretext_epochs > 0:
                 encoder, _ = train_pretext(
                     encoder, inputs, policy=policy, epochs=self.pretext_epochs,
@@ -232,7 +242,6 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
                 trainable, train_inputs, on_images = heads, torch.from_numpy(features).to(device), False
             else:
                 trainable, train_inputs, on_images = ClusterModel(encoder, heads), inputs, images
-            weak = (lambda batch, generator: weak_views(batch, policy, generator)) if on_images else None
             scan_params = {"learning_rate": 1e-2 if freeze else 1e-3, **stage_params["scan_params"]}
             trainable, interrupted = train_scan(
                 trainable, train_inputs, neighbors, entropy_weight=self.entropy_weight,
@@ -246,8 +255,6 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             model = ClusterModel(encoder, heads.single_head(best_head))
             if self.selflabel_epochs > 0 and not interrupted:
                 # Self-labeling always sees augmented images; a frozen encoder stays as it is.
-                weak = (lambda batch, generator: weak_views(batch, policy, generator)) if images else None
-                strong = (lambda batch, generator: strong_views(batch, policy, generator)) if images else None
                 selflabel_model = ClusterModel(Frozen(encoder), model.head) if freeze else model
                 train_selflabel(
                     selflabel_model, inputs, n_clusters=self.n_clusters,
@@ -266,6 +273,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         rank[order] = np.arange(len(order))
 
         self.model_ = model.cpu().eval()
+        self.backbone_name_ = backbone_name
+        self.input_shape_ = tuple(inputs.shape[1:])
         self.device_ = str(device)
         self.metric_ = metric
         self.neighbors_ = neighbors
@@ -326,12 +335,9 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         X = validate_data(
             self, X, reset=reset, allow_nd=True, dtype="numeric", ensure_min_samples=2 if reset else 1
         )
-        inputs, images = to_model_inputs(X)
-        if reset:
-            self.input_shape_ = tuple(inputs.shape[1:])
-        else:
+        if not reset:
             self._check_same_kind_of_input(X.shape)
-        return inputs, images
+        return to_model_inputs(X)
 
     def _check_same_kind_of_input(self, shape):
         """Raise a clear error when X at predict time differs from X at fit time."""
