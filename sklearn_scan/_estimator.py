@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
 from torch import nn
 
 from ._augment import policy_for_images, strong_views, weak_views
@@ -37,6 +37,29 @@ _STAGE_PARAMS = {
     "scan_params": ("learning_rate", "weight_decay"),
     "selflabel_params": ("learning_rate", "weight_decay"),
 }
+
+
+def _pretrain_encoder(
+    inputs, images, backbone, pretext, epochs, batch_size, pretext_params, device, seed, verbose
+):
+    """Build the encoder for ``inputs`` and train it with the pretext task.
+
+    inputs: (N, C, H, W) or (N, D) numpy array as :func:`to_model_inputs` makes it.
+    A plain function of its arguments, so ``memory`` can cache it. Returns
+    ``(encoder on the CPU, backbone name, pretext history)``.
+    """
+    inputs = torch.from_numpy(inputs).to(device)
+    history = []
+    with seeded(seed, device):
+        backbone, out_features, backbone_name = build_backbone(backbone, tuple(inputs.shape[1:]), device)
+        encoder = Encoder(Standardize(*per_channel_statistics(inputs, images)), backbone, out_features)
+        if pretext == "simclr" and epochs > 0:
+            encoder, _ = train_pretext(
+                encoder, inputs, policy=policy_for_images(*inputs.shape[1:]), epochs=epochs,
+                batch_size=batch_size, device=device, generator=make_generator(seed), verbose=verbose,
+                history=history, **pretext_params,
+            )
+    return encoder.cpu().eval(), backbone_name, history
 
 
 class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
@@ -92,6 +115,11 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         for SCAN, 1e-2 with a frozen backbone; 1e-4 for self-labeling) and
         ``weight_decay``; for the pretext also ``temperature`` (0.5) and
         ``projection_dim`` (128).
+    memory : str, joblib.Memory or None, default=None
+        Where to cache the trained pretext encoder (a folder or a
+        ``joblib.Memory``). Fits that differ only in later-stage parameters
+        (``entropy_weight``, ``n_neighbors``, epochs of SCAN and
+        self-labeling, ...) then train the pretext once, as in a grid search.
     device : str or torch.device, default="auto"
         "auto" picks cuda, then mps, then cpu.
     random_state : int, RandomState or None, default=None
@@ -142,6 +170,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         "pretext_params": [dict, None],
         "scan_params": [dict, None],
         "selflabel_params": [dict, None],
+        "memory": [str, HasMethods("cache"), None],
         "device": [str, torch.device],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -166,6 +195,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         pretext_params=None,
         scan_params=None,
         selflabel_params=None,
+        memory=None,
         device="auto",
         random_state=None,
         verbose=0,
@@ -186,6 +216,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         self.pretext_params = pretext_params
         self.scan_params = scan_params
         self.selflabel_params = selflabel_params
+        self.memory = memory
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -211,58 +242,63 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             )
         stage_params = {name: self._stage_params(name) for name in _STAGE_PARAMS}
         device = resolve_device(self.device)
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        # One seed per stage, so that a cached pretext leaves the later stages unchanged.
+        pretext_seed, neighbors_seed, scan_seed, selflabel_seed = (
+            int(seed) for seed in check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=4)
+        )
         metric = self.metric if self.metric != "auto" else ("cosine" if images else "euclidean")
-        history = []
+        common = dict(batch_size=self.batch_size, device=device, verbose=self.verbose)
+
+        pretrain = check_memory(self.memory).cache(_pretrain_encoder, ignore=["verbose"])
+        pretrained = pretrain.call_and_shelve(
+            inputs.numpy(), images, self.backbone, self.pretext if images else "none", self.pretext_epochs,
+            self.batch_size, stage_params["pretext_params"], device, pretext_seed, self.verbose,
+        )
+        encoder, backbone_name, history = pretrained.get()
+        if history and history[-1].get("interrupted"):
+            pretrained.clear()  # never keep a half-trained encoder in the cache
+        history = list(history)
+
         # The data set moves to the device once; batches are indexed there.
         inputs = inputs.to(device)
-        with seeded(seed, device):
-            generator = make_generator(seed)
-            backbone, out_features, backbone_name = build_backbone(
-                self.backbone, tuple(inputs.shape[1:]), device
-            )
-            encoder = Encoder(Standardize(*per_channel_statistics(inputs, images)), backbone, out_features)
-            common = dict(batch_size=self.batch_size, device=device, generator=generator, verbose=self.verbose)
-            policy = policy_for_images(*inputs.shape[1:]) if images else None
-            weak = (lambda batch, generator: weak_views(batch, policy, generator)) if images else None
-            strong = (lambda batch, generator: strong_views(batch, policy, generator)) if images else None
-            if images and self.pretext == "simclr" and self.pretext_epochs > 0:
-                encoder, _ = train_pretext(
-                    encoder, inputs, policy=policy, epochs=self.pretext_epochs,
-                    history=history, **stage_params["pretext_params"], **common,
-                )
-            features = predict_in_batches(encoder, inputs, device, self.batch_size, images)
-            neighbors = mine_neighbors(features, self.n_neighbors, metric=metric, random_state=seed)
-            history.append({"stage": "neighbors", "n_neighbors": self.n_neighbors, "metric": metric})
+        encoder = encoder.to(device)
+        features = predict_in_batches(encoder, inputs, device, self.batch_size, images)
+        neighbors = mine_neighbors(features, self.n_neighbors, metric=metric, random_state=neighbors_seed)
+        history.append({"stage": "neighbors", "n_neighbors": self.n_neighbors, "metric": metric})
 
-            heads = ClusteringHeads(out_features, self.n_clusters, self.n_heads)
-            # The MLP on user-given features is the model itself: it always trains.
-            freeze = self.freeze_backbone and images
-            if freeze:
-                trainable, train_inputs, on_images = heads, torch.from_numpy(features).to(device), False
-            else:
-                trainable, train_inputs, on_images = ClusterModel(encoder, heads), inputs, images
-            scan_params = {"learning_rate": 1e-2 if freeze else 1e-3, **stage_params["scan_params"]}
-            trainable, interrupted = train_scan(
-                trainable, train_inputs, neighbors, entropy_weight=self.entropy_weight,
-                epochs=self.scan_epochs, augment=weak if on_images and policy.augment_scan else None,
-                images=on_images, history=history, **scan_params, **common,
-            )
-            head_logits = predict_in_batches(trainable, train_inputs, device, self.batch_size, on_images)
-            head_losses, _, _ = scan_loss_of_predictions(head_logits, neighbors, self.entropy_weight)
-            best_head = int(np.argmin(head_losses))
+        policy = policy_for_images(*inputs.shape[1:]) if images else None
+        weak = (lambda batch, generator: weak_views(batch, policy, generator)) if images else None
+        strong = (lambda batch, generator: strong_views(batch, policy, generator)) if images else None
+        # The MLP on user-given features is the model itself: it always trains.
+        freeze = self.freeze_backbone and images
+        with seeded(scan_seed, device):
+            heads = ClusteringHeads(encoder.out_features, self.n_clusters, self.n_heads)
+        if freeze:
+            trainable, train_inputs, on_images = heads, torch.from_numpy(features).to(device), False
+        else:
+            trainable, train_inputs, on_images = ClusterModel(encoder, heads), inputs, images
+        scan_params = {"learning_rate": 1e-2 if freeze else 1e-3, **stage_params["scan_params"]}
+        trainable, interrupted = train_scan(
+            trainable, train_inputs, neighbors, entropy_weight=self.entropy_weight,
+            epochs=self.scan_epochs, augment=weak if on_images and policy.augment_scan else None,
+            images=on_images, generator=make_generator(scan_seed), history=history, **scan_params, **common,
+        )
+        head_logits = predict_in_batches(trainable, train_inputs, device, self.batch_size, on_images)
+        head_losses, _, _ = scan_loss_of_predictions(head_logits, neighbors, self.entropy_weight)
+        best_head = int(np.argmin(head_losses))
 
-            model = ClusterModel(encoder, heads.single_head(best_head))
-            if self.selflabel_epochs > 0 and not interrupted:
-                # Self-labeling always sees augmented images; a frozen encoder stays as it is.
-                selflabel_model = ClusterModel(Frozen(encoder), model.head) if freeze else model
-                train_selflabel(
-                    selflabel_model, inputs, n_clusters=self.n_clusters,
-                    confidence_threshold=self.confidence_threshold, epochs=self.selflabel_epochs,
-                    weak_augment=weak, strong_augment=strong, images=images,
-                    history=history, **stage_params["selflabel_params"], **common,
-                )
-            logits = predict_in_batches(model, inputs, device, self.batch_size, images)
+        model = ClusterModel(encoder, heads.single_head(best_head))
+        if self.selflabel_epochs > 0 and not interrupted:
+            # Self-labeling always sees augmented images; a frozen encoder stays as it is.
+            selflabel_model = ClusterModel(Frozen(encoder), model.head) if freeze else model
+            train_selflabel(
+                selflabel_model, inputs, n_clusters=self.n_clusters,
+                confidence_threshold=self.confidence_threshold, epochs=self.selflabel_epochs,
+                weak_augment=weak, strong_augment=strong, images=images,
+                generator=make_generator(selflabel_seed), history=history,
+                **stage_params["selflabel_params"], **common,
+            )
+        logits = predict_in_batches(model, inputs, device, self.batch_size, images)
 
         # Number clusters by size, largest first, so that labels have no gaps.
         raw_labels = logits.argmax(axis=1)
