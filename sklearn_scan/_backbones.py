@@ -67,7 +67,7 @@ def convnet(in_channels, image_side, width=None):
         width = 32 if image_side < 16 else 64
     widths = [width, width, 2 * width, 2 * width, 4 * width]
     layers, previous = [], in_channels
-    pool_after = set((3, 1, 4)[:n_pools])
+    pool_after = set((3, 0, 1)[:n_pools])
     for index, channels in enumerate(widths):
         layers += _conv_block(previous, channels)
         if index in pool_after:

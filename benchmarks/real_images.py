@@ -1,0 +1,299 @@
+"""Benchmark on real images: SCAN next to k-means and UMAP on MNIST, Fashion-MNIST, CIFAR-10.
+
+Protocol (CPU track): fit on a random sample of the training split (10,000
+images by default), report ACC/NMI/ARI on the whole held-out test split
+(``predict``). Every (dataset, seed) runs in a fresh process, one after the
+other, so wall time and peak memory are its own. Writes
+docs/benchmarks.md, docs/benchmarks.json and docs/benchmarks.png.
+
+Usage:
+    python benchmarks/real_images.py                       # everything, 3 seeds
+    python benchmarks/real_images.py --datasets mnist --seeds 0
+    python benchmarks/real_images.py --quick               # a smoke run of minutes
+
+Local copies are read from --data-dir (default: ../shared/data beside the
+repository) and /usr/share/datasets/fashion-mnist; a missing one is reported
+with how to get it, and skipped.
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+
+DATASETS = {
+    "mnist": {
+        "loader": "load_mnist", "file": "{data_dir}/mnist.npz",
+        "how_to_get": "copy mnist.npz (train_X, train_y, test_X, test_y) into --data-dir",
+        "target": 0.97, "budget_minutes": 15,
+    },
+    "fashion_mnist": {
+        "loader": "load_fashion_mnist", "file": "/usr/share/datasets/fashion-mnist",
+        "how_to_get": "apt-get install -y dataset-fashion-mnist",
+        "target": 0.70, "budget_minutes": 15,
+    },
+    "cifar10": {
+        "loader": "load_cifar10", "file": "{data_dir}/cifar10-jpg.tar",
+        "how_to_get": "copy cifar10-jpg.tar (cifar10/{train,test}/<class>/*.jpg) into --data-dir",
+        "target": 0.60, "budget_minutes": 30,
+    },
+}
+
+# SCANClusterer settings per data set for the CPU track, sized to the time budget.
+SCAN_PARAMS = {
+    "mnist": dict(pretext_epochs=40, scan_epochs=200, selflabel_epochs=10),
+    "fashion_mnist": dict(pretext_epochs=40, scan_epochs=200, selflabel_epochs=10),
+    "cifar10": dict(pretext_epochs=40, scan_epochs=200, selflabel_epochs=10),
+}
+QUICK_PARAMS = dict(pretext_epochs=1, scan_epochs=5, selflabel_epochs=1)
+
+METHODS = (
+    "k-means on raw pixels",
+    "UMAP + k-means",
+    "k-means on the pretext embedding",
+    "SCAN, clustering step",
+    "SCAN, after self-labeling",
+)
+
+
+def load(name, data_dir):
+    from sklearn_scan import datasets
+
+    spec = DATASETS[name]
+    return getattr(datasets, spec["loader"])(Path(spec["file"].format(data_dir=data_dir)))
+
+
+def run_seed(name, seed, data_dir, train_size, test_size, quick):
+    """All methods on one data set with one seed; runs in a child process."""
+    import torch
+    from sklearn.cluster import KMeans
+
+    from sklearn_scan import SCANClusterer
+    from sklearn_scan._neighbors import mine_neighbors
+    from sklearn_scan.metrics import clustering_report
+
+    data = load(name, data_dir)
+    rng = np.random.default_rng(seed)
+    train = rng.choice(len(data.X_train), size=min(train_size, len(data.X_train)), replace=False)
+    X_train, y_train = data.X_train[train], data.y_train[train]
+    test = np.arange(len(data.X_test)) if test_size is None else rng.choice(len(data.X_test), test_size, replace=False)
+    X_test, y_test = data.X_test[test], data.y_test[test]
+    n_classes = len(data.classes)
+    flat_train = X_train.reshape(len(X_train), -1) / 255.0
+    flat_test = X_test.reshape(len(X_test), -1) / 255.0
+    runs = []
+
+    def record(method, labels, seconds, **extra):
+        runs.append({"dataset": name, "method": method, "seed": seed, **clustering_report(y_test, labels),
+                     "seconds": seconds, **extra})
+        print(f"{name:<14} seed {seed}  {method:<34} ACC {runs[-1]['accuracy']:.3f}  {seconds:7.1f}s", flush=True)
+
+    start = time.perf_counter()
+    kmeans = KMeans(n_classes, n_init=10, random_state=seed).fit(flat_train)
+    record("k-means on raw pixels", kmeans.predict(flat_test), time.perf_counter() - start)
+
+    try:
+        import umap
+    except ImportError:
+        runs.append({"dataset": name, "method": "UMAP + k-means", "seed": seed,
+                     "skipped": "umap-learn is not installed (pip install umap-learn)"})
+    else:
+        start = time.perf_counter()
+        reducer = umap.UMAP(n_components=10, min_dist=0.0, random_state=seed).fit(flat_train)
+        kmeans = KMeans(n_classes, n_init=10, random_state=seed).fit(reducer.embedding_)
+        record("UMAP + k-means", kmeans.predict(reducer.transform(flat_test)), time.perf_counter() - start)
+
+    params = dict(SCAN_PARAMS[name], **(QUICK_PARAMS if quick else {}))
+    with tempfile.TemporaryDirectory() as cache:
+        start = time.perf_counter()
+        clustering = SCANClusterer(n_classes, random_state=seed, memory=cache, **dict(params, selflabel_epochs=0))
+        clustering.fit(X_train)
+        clustering_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        # Same seed and cache: the pretext is not trained again.
+        full = SCANClusterer(n_classes, random_state=seed, memory=cache, **params).fit(X_train)
+        selflabel_seconds = time.perf_counter() - start
+
+    # With the default frozen backbone, transform() is the pretext embedding.
+    train_embedding = clustering.transform(X_train)
+    norms = np.linalg.norm(train_embedding, axis=1, keepdims=True)
+    kmeans = KMeans(n_classes, n_init=10, random_state=seed).fit(train_embedding / norms)
+    test_embedding = clustering.transform(X_test)
+    record("k-means on the pretext embedding", kmeans.predict(test_embedding / np.linalg.norm(test_embedding, axis=1, keepdims=True)),
+           clustering_seconds)
+    purity = {}
+    for k in (5, 20, 50):
+        neighbors = mine_neighbors(train_embedding, k, metric="cosine")
+        purity[f"neighbor_purity_k{k}"] = float((y_train[neighbors] == y_train[:, None]).mean())
+    for method, model, seconds in (
+        ("SCAN, clustering step", clustering, clustering_seconds),
+        ("SCAN, after self-labeling", full, clustering_seconds + selflabel_seconds),
+    ):
+        confident = [h["confident_share"] for h in model.history_ if "confident_share" in h]
+        record(method, model.predict(X_test), seconds, **purity,
+               label_free_score=float(model.score(X_train)),
+               confident_share=float(np.mean(model.predict_proba(X_train).max(axis=1) > 0.99)),
+               selflabel_confident_share=confident[-1] if confident else None,
+               params=params)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    for run in runs:
+        run.update(peak_memory_mib=peak, torch_threads=torch.get_num_threads(), train_size=len(X_train),
+                   test_size=len(X_test))
+    return runs
+
+
+def summarise(runs):
+    rows = []
+    for name in DATASETS:
+        for method in METHODS:
+            mine = [r for r in runs if r["dataset"] == name and r["method"] == method and "accuracy" in r]
+            if not mine:
+                continue
+            row = {"dataset": name, "method": method, "n_seeds": len(mine)}
+            for key in ("accuracy", "nmi", "ari", "seconds", "peak_memory_mib"):
+                values = np.array([r[key] for r in mine])
+                row[key] = {"mean": float(values.mean()), "std": float(values.std()), "median": float(np.median(values))}
+            for key in ("neighbor_purity_k5", "neighbor_purity_k20", "neighbor_purity_k50"):
+                if key in mine[0]:
+                    row[key] = float(np.mean([r[key] for r in mine]))
+            rows.append(row)
+    return rows
+
+
+def label_free_agreement(runs):
+    """Spearman correlation, per data set, between the label-free score and ACC over the SCAN runs."""
+    from scipy.stats import spearmanr
+
+    agreement = {}
+    for name in DATASETS:
+        scan = [r for r in runs if r["dataset"] == name and r["method"].startswith("SCAN") and "accuracy" in r]
+        if len(scan) >= 3:
+            rho = spearmanr([r["label_free_score"] for r in scan], [r["accuracy"] for r in scan]).statistic
+            agreement[name] = {"spearman": float(rho), "n_runs": len(scan)}
+    return agreement
+
+
+def markdown(rows, skipped, agreement, meta):
+    test_split = "the whole test split" if meta["test_size"] is None else f"{meta['test_size']:,} test images"
+    lines = [
+        "# Benchmarks on real images",
+        "",
+        f"CPU track: fit on {meta['train_size']:,} training images sampled per seed, scored on "
+        f"{test_split} with `predict`. "
+        f"Mean ± std over seeds {meta['seeds']}; every (data set, seed) in its own process, one after another on "
+        f"one machine ({meta['machine']}, {meta['cpus']} CPUs, torch {meta['torch']}). Produced by "
+        f"`python benchmarks/real_images.py {meta['arguments']}` on {meta['date']} at commit {meta['commit']}.",
+        "",
+        "| data set | method | ACC | NMI | ARI | time (s, median) | peak memory (MiB) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        cells = [f"{row[key]['mean']:.3f} ± {row[key]['std']:.3f}" for key in ("accuracy", "nmi", "ari")]
+        lines.append(f"| {row['dataset']} | {row['method']} | {' | '.join(cells)} | "
+                     f"{row['seconds']['median']:.1f} | {row['peak_memory_mib']['median']:.0f} |")
+    lines += ["", "Neighbour purity (share of mined neighbours with the sample's class, pretext embedding, training sample):", ""]
+    for row in rows:
+        if row["method"] == "SCAN, clustering step" and "neighbor_purity_k20" in row:
+            lines.append(f"- {row['dataset']}: k=5 {row['neighbor_purity_k5']:.3f}, k=20 {row['neighbor_purity_k20']:.3f}, "
+                         f"k=50 {row['neighbor_purity_k50']:.3f}")
+    if agreement:
+        lines += ["", "Label-free model choice: Spearman correlation between `score` (minus the SCAN loss on the "
+                  "training sample) and test ACC over the SCAN runs:", ""]
+        lines += [f"- {name}: {value['spearman']:.2f} over {value['n_runs']} runs" for name, value in agreement.items()]
+    lines += ["", "Times: SCAN's clustering step includes the pretext; after self-labeling adds a second fit that "
+              "reuses the cached pretext (so its time is an upper bound of one full fit). "
+              "k-means on the pretext embedding shows the clustering-step fit's time, which trains that embedding."]
+    if skipped:
+        lines += ["", "Skipped:", ""] + [f"- {name}: {reason}" for name, reason in skipped.items()]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [name for name in DATASETS if any(row["dataset"] == name for row in rows)]
+    if not names:
+        return
+    fig, ax = plt.subplots(figsize=(2.8 * len(names) + 2, 4))
+    width = 0.8 / len(METHODS)
+    for index, method in enumerate(METHODS):
+        values = [next((r["accuracy"] for r in rows if r["dataset"] == n and r["method"] == method), None) for n in names]
+        positions = [i + index * width for i, v in enumerate(values) if v is not None]
+        means = [v["mean"] for v in values if v is not None]
+        stds = [v["std"] for v in values if v is not None]
+        ax.bar(positions, means, width, yerr=stds, label=method, capsize=2)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(names))], names)
+    ax.set_ylabel("ACC on the test split")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title("Clustering accuracy, CPU track")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--train-size", type=int, default=10_000)
+    parser.add_argument("--test-size", type=int, default=None, help="default: the whole test split")
+    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--quick", action="store_true", help="tiny epochs and sizes, to check the harness")
+    parser.add_argument("--out", default=str(DOCS))
+    args = parser.parse_args()
+    if args.quick:
+        args.train_size, args.test_size = min(args.train_size, 500), args.test_size or 300
+
+    runs, skipped = [], {}
+    for name in args.datasets:
+        source = Path(DATASETS[name]["file"].format(data_dir=args.data_dir))
+        if not source.exists():
+            reason = f"no local copy at {source}: {DATASETS[name]['how_to_get']}"
+            print(f"{name}: skipped, {reason}", flush=True)
+            skipped[name] = reason
+            continue
+        for seed in args.seeds:
+            with ProcessPoolExecutor(max_workers=1) as pool:
+                runs += pool.submit(run_seed, name, seed, args.data_dir, args.train_size, args.test_size, args.quick).result()
+
+    import torch
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    meta = {
+        "seeds": args.seeds, "train_size": args.train_size, "test_size": args.test_size,
+        "machine": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"), "commit": commit or "unknown",
+        "arguments": " ".join(f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+                              for k, v in (("datasets", args.datasets), ("seeds", args.seeds)))
+                     + (" --quick" if args.quick else ""),
+        "scan_params": SCAN_PARAMS,
+    }
+    rows = summarise(runs)
+    agreement = label_free_agreement(runs)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "benchmarks.json").write_text(json.dumps(
+        {"meta": meta, "summary": rows, "label_free_agreement": agreement, "skipped": skipped, "runs": runs}, indent=2))
+    (out / "benchmarks.md").write_text(markdown(rows, skipped, agreement, meta))
+    plot(rows, out / "benchmarks.png")
+    print()
+    print(markdown(rows, skipped, agreement, meta))
+
+
+if __name__ == "__main__":
+    main()
