@@ -51,10 +51,11 @@ DATASETS = {
 }
 
 # SCANClusterer settings per data set for the CPU track, sized to the time budget.
+# On 10,000 MNIST images a pretext epoch of the default CNN takes about 19 s here.
 SCAN_PARAMS = {
-    "mnist": dict(pretext_epochs=40, scan_epochs=200, selflabel_epochs=10),
-    "fashion_mnist": dict(pretext_epochs=40, scan_epochs=200, selflabel_epochs=10),
-    "cifar10": dict(pretext_epochs=40, scan_epochs=200, selflabel_epochs=10),
+    "mnist": dict(pretext_epochs=25, scan_epochs=200, selflabel_epochs=10),
+    "fashion_mnist": dict(pretext_epochs=25, scan_epochs=200, selflabel_epochs=10),
+    "cifar10": dict(pretext_epochs=80, scan_epochs=200, selflabel_epochs=10),
 }
 QUICK_PARAMS = dict(pretext_epochs=1, scan_epochs=5, selflabel_epochs=1)
 

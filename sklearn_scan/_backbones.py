@@ -55,16 +55,17 @@ def _conv_block(in_channels, out_channels):
     ]
 
 
-def convnet(in_channels, image_side, width=None):
+def convnet(in_channels, image_side, width=32):
     """A small VGG-style CNN sized for CPU training on small images.
 
-    Five 3x3 conv blocks; max-pooling halves the map while it stays at least
-    4 pixels wide (none for 8x8 digits, 2 for 28x28, 3 for 32x32), then global
-    average pooling. (B, C, H, W) -> (B, 4 * width).
+    Five 3x3 conv blocks of width, width, 2 width, 2 width, 4 width channels;
+    max-pooling halves the map while it stays at least 4 pixels wide (once
+    for 8x8 digits, before the fifth block; for 28x28 after the first and
+    fourth blocks; for 32x32 also after the second), then global average
+    pooling. Pooling early keeps 28x28 images at about 500 training pairs a
+    second on 2 CPU cores. (B, C, H, W) -> (B, 4 * width).
     """
     n_pools = min(3, max(0, int(math.floor(math.log2(image_side / 4)))))
-    if width is None:
-        width = 32 if image_side < 16 else 64
     widths = [width, width, 2 * width, 2 * width, 4 * width]
     layers, previous = [], in_channels
     pool_after = set((3, 0, 1)[:n_pools])

@@ -4,7 +4,6 @@ import contextlib
 import copy
 import warnings
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -158,11 +157,6 @@ def progress(iterable, verbose, desc, total=None):
     if not verbose:
         return iterable
     return tqdm(iterable, desc=desc, total=total, leave=True, dynamic_ncols=True)
-
-
-def as_tensor(array):
-    """Numpy array to a CPU tensor that owns its memory (read-only inputs are copied)."""
-    return torch.from_numpy(np.array(array, copy=True))
 
 
 def run_epochs(stage, n_epochs, train_one_epoch, verbose, history):
