@@ -7,16 +7,13 @@ Usage: python benchmarks/digits.py [--seeds 0 1 2]
 
 import argparse
 import json
-import platform
 import resource
-import subprocess
 import time
-from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import numpy as np
+from _common import ROOT, in_fresh_process, run_metadata, summary_row, table_cells
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = ROOT / "docs"
 METHODS = (
     "k-means on raw pixels",
     "k-means on the pretext embedding",
@@ -59,15 +56,7 @@ def run(method, seed):
 
 
 def summarise(runs):
-    rows = []
-    for method in METHODS:
-        mine = [r for r in runs if r["method"] == method]
-        row = {"method": method, "n_seeds": len(mine)}
-        for key in ("accuracy", "nmi", "ari", "seconds", "peak_memory_mib"):
-            values = np.array([r[key] for r in mine])
-            row[key] = {"mean": float(values.mean()), "std": float(values.std()), "median": float(np.median(values))}
-        rows.append(row)
-    return rows
+    return [summary_row([r for r in runs if r["method"] == method], method=method) for method in METHODS]
 
 
 def markdown(rows, meta):
@@ -82,11 +71,7 @@ def markdown(rows, meta):
         "| method | ACC | NMI | ARI | time (s, median) | peak memory (MiB, median) |",
         "|---|---|---|---|---|---|",
     ]
-    for row in rows:
-        cells = [f"{row[key]['mean']:.3f} ± {row[key]['std']:.3f}" for key in ("accuracy", "nmi", "ari")]
-        lines.append(
-            f"| {row['method']} | {' | '.join(cells)} | {row['seconds']['median']:.1f} | {row['peak_memory_mib']['median']:.0f} |"
-        )
+    lines += [f"| {row['method']} | {table_cells(row)} |" for row in rows]
     lines += [
         "",
         "Defaults of `SCANClusterer(n_clusters=10, random_state=seed)`: SimCLR pretext 60 epochs, "
@@ -105,20 +90,11 @@ def main():
     runs = []
     for seed in args.seeds:
         for method in METHODS:
-            with ProcessPoolExecutor(max_workers=1) as pool:
-                result = pool.submit(run, method, seed).result()
+            result = in_fresh_process(run, method, seed)
             runs.append(result)
             print(f"seed {seed}  {method:<34} ACC {result['accuracy']:.3f}  NMI {result['nmi']:.3f}  "
                   f"ARI {result['ari']:.3f}  {result['seconds']:.1f}s  {result['peak_memory_mib']:.0f} MiB", flush=True)
-    import os
-
-    import torch
-
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    meta = {
-        "seeds": args.seeds, "machine": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,
-        "date": time.strftime("%Y-%m-%d"), "commit": commit or "unknown",
-    }
+    meta = run_metadata(seeds=args.seeds)
     rows = summarise(runs)
     DOCS.mkdir(exist_ok=True)
     (DOCS / "benchmark-digits.json").write_text(json.dumps({"meta": meta, "summary": rows, "runs": runs}, indent=2))

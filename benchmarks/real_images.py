@@ -18,18 +18,14 @@ with how to get it, and skipped.
 
 import argparse
 import json
-import os
-import platform
 import resource
-import subprocess
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from _common import ROOT, in_fresh_process, run_metadata, summary_row, table_cells
 
-ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 
 DATASETS = {
@@ -161,10 +157,7 @@ def summarise(runs):
             mine = [r for r in runs if r["dataset"] == name and r["method"] == method and "accuracy" in r]
             if not mine:
                 continue
-            row = {"dataset": name, "method": method, "n_seeds": len(mine)}
-            for key in ("accuracy", "nmi", "ari", "seconds", "peak_memory_mib"):
-                values = np.array([r[key] for r in mine])
-                row[key] = {"mean": float(values.mean()), "std": float(values.std()), "median": float(np.median(values))}
+            row = summary_row(mine, dataset=name, method=method)
             for key in ("neighbor_purity_k5", "neighbor_purity_k20", "neighbor_purity_k50"):
                 if key in mine[0]:
                     row[key] = float(np.mean([r[key] for r in mine]))
@@ -199,10 +192,7 @@ def markdown(rows, skipped, agreement, meta):
         "| data set | method | ACC | NMI | ARI | time (s, median) | peak memory (MiB) |",
         "|---|---|---|---|---|---|---|",
     ]
-    for row in rows:
-        cells = [f"{row[key]['mean']:.3f} ± {row[key]['std']:.3f}" for key in ("accuracy", "nmi", "ari")]
-        lines.append(f"| {row['dataset']} | {row['method']} | {' | '.join(cells)} | "
-                     f"{row['seconds']['median']:.1f} | {row['peak_memory_mib']['median']:.0f} |")
+    lines += [f"| {row['dataset']} | {row['method']} | {table_cells(row)} |" for row in rows]
     lines += ["", "Neighbour purity (share of mined neighbours with the sample's class, pretext embedding, training sample):", ""]
     for row in rows:
         if row["method"] == "SCAN, clustering step" and "neighbor_purity_k20" in row:
@@ -269,21 +259,12 @@ def main():
             skipped[name] = reason
             continue
         for seed in args.seeds:
-            with ProcessPoolExecutor(max_workers=1) as pool:
-                runs += pool.submit(run_seed, name, seed, args.data_dir, args.train_size, args.test_size, args.quick).result()
+            runs += in_fresh_process(run_seed, name, seed, args.data_dir, args.train_size, args.test_size, args.quick)
 
-    import torch
-
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-    meta = {
-        "seeds": args.seeds, "train_size": args.train_size, "test_size": args.test_size,
-        "machine": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,
-        "date": time.strftime("%Y-%m-%d"), "commit": commit or "unknown",
-        "arguments": " ".join(f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-                              for k, v in (("datasets", args.datasets), ("seeds", args.seeds)))
-                     + (" --quick" if args.quick else ""),
-        "scan_params": SCAN_PARAMS,
-    }
+    meta = run_metadata(
+        seeds=args.seeds, train_size=args.train_size, test_size=args.test_size, scan_params=SCAN_PARAMS,
+        arguments=" ".join(["--datasets", *args.datasets, "--seeds", *map(str, args.seeds)] + (["--quick"] if args.quick else [])),
+    )
     rows = summarise(runs)
     agreement = label_free_agreement(runs)
     out = Path(args.out)
