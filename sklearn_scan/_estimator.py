@@ -89,8 +89,12 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         Neighbours mined per sample (must be below n_samples).
     entropy_weight : float, default=5.0
         Weight of the entropy of the mean prediction in the SCAN loss.
-    n_heads : int, default=10
-        Clustering heads trained at once; the one with the lowest loss is kept.
+    n_heads : int, default=50
+        Clustering heads trained at once; the one with the lowest loss is
+        kept. Heads are one linear layer each, so many cost little; on a
+        10,000-image MNIST embedding the lowest-loss head reached ACC
+        0.945/0.870/0.856 over three seeds with 10 heads (the paper's
+        number) and 0.945/0.941/0.942 with 50.
     pretext_epochs, scan_epochs, selflabel_epochs : int, default=60, 200, 20
         Epochs of each stage; ``selflabel_epochs=0`` skips self-labeling. The
         defaults suit a few thousand small images on a CPU (digits: about a
@@ -184,7 +188,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         pretext="simclr",
         n_neighbors=20,
         entropy_weight=5.0,
-        n_heads=10,
+        n_heads=50,
         pretext_epochs=60,
         scan_epochs=200,
         selflabel_epochs=20,
