@@ -42,8 +42,8 @@ def policy_for_images(n_channels, height, width):
     brightness/contrast jitter only, and no flips, since a mirrored digit is
     another symbol; their clustering stage trains on clean images, and their
     strong views use two RandAugment operations instead of four. Tiny images
-    (under 16 pixels) get milder crops still. On 8x8 digits, augmenting in the
-    clustering stage cut the best head's accuracy from 0.97 to 0.85.
+    (under 16 pixels) get milder crops still. On 8x8 digits, fine-tuning with
+    augmentation in the clustering stage was not seen to help (benchmarks/experiments/).
     """
     if n_channels == 3:
         return AugmentationPolicy()

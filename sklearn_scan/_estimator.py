@@ -94,7 +94,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         kept. Heads are one linear layer each, so many cost little; on a
         10,000-image MNIST embedding the lowest-loss head reached ACC
         0.945/0.870/0.856 over three seeds with 10 heads (the paper's
-        number) and 0.945/0.941/0.942 with 50.
+        number) and 0.945/0.941/0.942 with 50 (benchmarks/experiments/).
     pretext_epochs, scan_epochs, selflabel_epochs : int, default=60, 200, 20
         Epochs of each stage; ``selflabel_epochs=0`` skips self-labeling. The
         defaults suit a few thousand small images on a CPU (digits: about a
