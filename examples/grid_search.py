@@ -1,6 +1,6 @@
 """Choose SCAN's entropy weight with GridSearchCV, with and without labels.
 
-Run with ``.venv/bin/python examples/grid_search.py`` (about two minutes on 2 CPU cores).
+Run with ``.venv/bin/python examples/grid_search.py`` (about 3 to 4 minutes on 2 CPU cores).
 Without labels, GridSearchCV ranks models by ``SCANClusterer.score`` (minus the
 SCAN loss); with labels, by the Hungarian-matched accuracy. Both are printed so
 that you can see how far the label-free choice agrees with the labelled one.
