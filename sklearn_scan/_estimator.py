@@ -302,7 +302,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
                 generator=make_generator(selflabel_seed), history=history,
                 **stage_params["selflabel_params"], **common,
             )
-        logits = predict_in_batches(model, inputs, device, self.batch_size, images)
+        # A frozen encoder is unchanged since `features` was computed: only the head runs again.
+        logits = predict_in_batches(model.head if freeze else model, train_inputs, device, self.batch_size, on_images)
 
         # Number clusters by size, largest first, so that labels have no gaps.
         raw_labels = logits.argmax(axis=1)
@@ -368,14 +369,17 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     # ----------------------------------------------------------- validation
     def _validate(self, X, reset):
         """Validate X and adapt it to the tensor the network takes."""
+        # Arrays are checked before validate_data so that a shape mismatch gets our message, not
+        # its feature count; other array-likes once they are arrays.
+        checked_early = not reset and hasattr(X, "shape")
         if not reset:
             check_is_fitted(self)
-            if hasattr(X, "shape"):
-                self._check_same_kind_of_input(X.shape)
+        if checked_early:
+            self._check_same_kind_of_input(X.shape)
         X = validate_data(
             self, X, reset=reset, allow_nd=True, dtype="numeric", ensure_min_samples=2 if reset else 1
         )
-        if not reset:
+        if not reset and not checked_early:
             self._check_same_kind_of_input(X.shape)
         return to_model_inputs(X)
 
