@@ -18,7 +18,6 @@ from ._backbones import (
     Frozen,
     Standardize,
     build_backbone,
-    select_outputs,
 )
 from ._inputs import per_channel_statistics, to_model_inputs
 from ._neighbors import mine_neighbors
@@ -91,10 +90,19 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         Weight of the entropy of the mean prediction in the SCAN loss.
     n_heads : int, default=50
         Clustering heads trained at once; the one with the lowest loss is
-        kept. Heads are one linear layer each, so many cost little; on a
-        10,000-image MNIST embedding the lowest-loss head reached ACC
+        kept. Heads are one output layer each, so many cost little; on a
+        10,000-image MNIST embedding the lowest-loss linear head reached ACC
         0.945/0.870/0.856 over three seeds with 10 heads (the paper's
         number) and 0.945/0.941/0.942 with 50 (benchmarks/experiments/).
+    head_hidden_size : int, default=0
+        Width of a hidden layer (linear, batch norm, ReLU) that all heads
+        share before their output layers; 0 gives the paper's linear heads.
+        On frozen features it lets the heads draw curved borders. On three
+        MNIST embeddings the lowest-loss head's ACC over three seeds was,
+        linear against a shared 256/512-unit layer: 0.86/0.86/0.86 against
+        0.90/0.94/0.94 (purity 0.927), 0.945/0.941/0.942 against
+        0.89/0.89/0.94 (purity 0.938), 0.959 against 0.958 (purity 0.958);
+        no clear winner, so the default stays linear.
     pretext_epochs, scan_epochs, selflabel_epochs : int, default=60, 200, 20
         Epochs of each stage; ``selflabel_epochs=0`` skips self-labeling. The
         defaults suit a few thousand small images on a CPU (digits: about a
@@ -164,6 +172,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "entropy_weight": [Interval(Real, 0, None, closed="left")],
         "n_heads": [Interval(Integral, 1, None, closed="left")],
+        "head_hidden_size": [Interval(Integral, 0, None, closed="left")],
         "pretext_epochs": [Interval(Integral, 0, None, closed="left")],
         "scan_epochs": [Interval(Integral, 1, None, closed="left")],
         "selflabel_epochs": [Interval(Integral, 0, None, closed="left")],
@@ -189,6 +198,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         n_neighbors=20,
         entropy_weight=5.0,
         n_heads=50,
+        head_hidden_size=0,
         pretext_epochs=60,
         scan_epochs=200,
         selflabel_epochs=20,
@@ -210,6 +220,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         self.n_neighbors = n_neighbors
         self.entropy_weight = entropy_weight
         self.n_heads = n_heads
+        self.head_hidden_size = head_hidden_size
         self.pretext_epochs = pretext_epochs
         self.scan_epochs = scan_epochs
         self.selflabel_epochs = selflabel_epochs
@@ -276,7 +287,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         # The MLP on user-given features is the model itself: it always trains.
         freeze = self.freeze_backbone and images
         with seeded(scan_seed, device):
-            heads = ClusteringHeads(encoder.out_features, self.n_clusters, self.n_heads)
+            heads = ClusteringHeads(encoder.out_features, self.n_clusters, self.n_heads, self.head_hidden_size)
         if freeze:
             trainable, train_inputs, on_images = heads, torch.from_numpy(features).to(device), False
         else:
@@ -309,7 +320,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         raw_labels = logits.argmax(axis=1)
         sizes = np.bincount(raw_labels, minlength=self.n_clusters)
         order = np.argsort(-sizes, kind="stable")
-        model.head = select_outputs(model.head, order)
+        model.head = model.head.reorder(order)
         rank = np.empty_like(order)
         rank[order] = np.arange(len(order))
 

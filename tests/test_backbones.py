@@ -8,7 +8,6 @@ from sklearn_scan._backbones import (
     convnet,
     resnet18,
     resolve_backbone_name,
-    select_outputs,
 )
 
 
@@ -52,11 +51,17 @@ def test_build_backbone_errors():
         build_backbone(3, (1, 8, 8), cpu)
 
 
-def test_heads_and_selected_outputs():
-    heads = ClusteringHeads(5, n_clusters=3, n_heads=4)
+@pytest.mark.parametrize("hidden_size", [0, 6])
+def test_heads_and_selected_outputs(hidden_size):
+    heads = ClusteringHeads(5, n_clusters=3, n_heads=4, hidden_size=hidden_size).eval()
     features = torch.rand(7, 5)
     logits = heads(features)
     assert logits.shape == (7, 4, 3)
     torch.testing.assert_close(heads.single_head(2)(features), logits[:, 2])
     order = torch.tensor([2, 0, 1])
-    torch.testing.assert_close(select_outputs(heads.single_head(1), order)(features), logits[:, 1][:, order])
+    torch.testing.assert_close(heads.single_head(1).reorder(order)(features), logits[:, 1][:, order])
+    # A selected head is a copy: training it leaves the heads as they were.
+    head = heads.single_head(0)
+    with torch.no_grad():
+        head.linear.weight.add_(1.0)
+    torch.testing.assert_close(heads(features), logits)

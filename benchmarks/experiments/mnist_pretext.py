@@ -12,12 +12,27 @@ d = np.load(os.environ.get('MNIST_NPZ', os.path.join(os.path.dirname(__file__), 
 rng = np.random.default_rng(0); idx = rng.choice(60000, 10000, replace=False)
 X = torch.from_numpy(np.ascontiguousarray(d['train_X'][idx].transpose(0,3,1,2))); y = d['train_y'][idx]
 width=int(sys.argv[1]); epochs=int(sys.argv[2]); temp=float(sys.argv[3])
+if os.environ.get('POOLS'):  # e.g. POOLS=0,1: max-pool after these conv blocks instead of the default
+    pools = tuple(int(i) for i in os.environ['POOLS'].split(','))
+    _convnet = B.convnet
+    def convnet_with_pools(c, side, width=32):
+        widths = [width, width, 2 * width, 2 * width, 4 * width]; layers, prev = [], c
+        for i, ch in enumerate(widths):
+            layers += B._conv_block(prev, ch) + ([torch.nn.MaxPool2d(2)] if i in pools else []); prev = ch
+        return torch.nn.Sequential(*layers, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()), widths[-1]
+    B.convnet = convnet_with_pools
+import dataclasses
+policy = policy_for_images(1, 28, 28)
+if os.environ.get('CROP_MIN'):
+    policy = dataclasses.replace(policy, crop_scale=(float(os.environ['CROP_MIN']), 1.0))
+print(policy)
 torch.manual_seed(0); bb, F = B.convnet(1, 28, width=width)
 enc = Encoder(Standardize([0.13],[0.31]), bb, F)
 t=time.time(); h=[]
-enc,_=train_pretext(enc, X, policy=policy_for_images(1,28,28), epochs=epochs, batch_size=256, device=torch.device('cpu'), generator=make_generator(0), temperature=temp, history=h)
+enc,_=train_pretext(enc, X, policy=policy, epochs=epochs, batch_size=int(os.environ.get('BATCH', 256)), device=torch.device('cpu'), generator=make_generator(0), temperature=temp, history=h)
 print("pretext time %.0f"%(time.time()-t), "loss", h[-1]['loss'])
 f = predict_in_batches(enc, X, torch.device('cpu'), 512, True)
 nb = mine_neighbors(f, 20)
 print("purity20 %.3f"%(y[nb]==y[:,None]).mean(), "kmeans %.3f"%clustering_accuracy_score(y, KMeans(10,n_init=10,random_state=0).fit_predict(f/np.linalg.norm(f,axis=1,keepdims=True))))
-np.save('/tmp/mnist_f.npy', f); np.save('/tmp/mnist_y.npy', y)
+np.save(os.environ.get('FEATURES_OUT', '/tmp/mnist_f.npy'), f); np.save('/tmp/mnist_y.npy', y)
+torch.save(enc, os.environ.get('ENCODER_OUT', '/tmp/mnist_encoder.pt'))
