@@ -49,14 +49,21 @@ def clustering_accuracy_score(y_true, y_pred, *, mapping="hungarian"):
     return float(counts[rows, cols].sum() / y_true.size)
 
 
-def cluster_to_class_mapping(y_true, y_pred):
-    """The one-to-one cluster -> class mapping that :func:`clustering_accuracy_score` uses.
+def cluster_to_class_mapping(y_true, y_pred, *, mapping="hungarian"):
+    """The cluster -> class mapping that :func:`clustering_accuracy_score` uses.
 
-    Returns a dict from each matched cluster label to its class label.
+    With ``mapping="hungarian"`` clusters and classes are matched one to one
+    (unmatched clusters are left out); with "many_to_one" every cluster maps
+    to its majority class. Returns a dict from cluster label to class label.
     """
+    if mapping not in ("hungarian", "many_to_one"):
+        raise ValueError(f"mapping must be 'hungarian' or 'many_to_one'; got {mapping!r}.")
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     classes, clusters = np.unique(y_true), np.unique(y_pred)
-    rows, cols = linear_sum_assignment(contingency_matrix(y_true, y_pred), maximize=True)
+    counts = contingency_matrix(y_true, y_pred)
+    if mapping == "many_to_one":
+        return {cluster.item(): classes[row].item() for cluster, row in zip(clusters, counts.argmax(axis=0))}
+    rows, cols = linear_sum_assignment(counts, maximize=True)
     return {clusters[col].item(): classes[row].item() for row, col in zip(rows, cols)}
 
 

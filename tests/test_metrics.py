@@ -47,6 +47,17 @@ def test_accuracy_with_fewer_clusters_than_classes():
     assert mapping[0] == 0 and mapping[1] in (1, 2)
 
 
+def test_many_to_one_mapping_sends_every_cluster_to_its_majority_class():
+    y_true = np.array([0, 0, 0, 1, 1, 1])
+    y_pred = np.array([5, 5, 6, 7, 7, 6])
+    assert cluster_to_class_mapping(y_true, y_pred, mapping="many_to_one")[5] == 0
+    assert cluster_to_class_mapping(y_true, y_pred, mapping="many_to_one")[7] == 1
+    assert set(cluster_to_class_mapping(y_true, y_pred, mapping="many_to_one")) == {5, 6, 7}
+    assert len(cluster_to_class_mapping(y_true, y_pred)) == 2
+    with pytest.raises(ValueError, match="mapping"):
+        cluster_to_class_mapping(y_true, y_pred, mapping="greedy")
+
+
 def test_accuracy_rejects_bad_input():
     with pytest.raises(ValueError, match="same length"):
         clustering_accuracy_score([0, 1], [0, 1, 1])
