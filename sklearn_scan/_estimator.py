@@ -21,6 +21,7 @@ from ._backbones import (
 )
 from ._inputs import per_channel_statistics, to_model_inputs
 from ._neighbors import mine_neighbors
+from ._persistence import load_model, save_model
 from ._pretext import train_pretext
 from ._scan import scan_loss_of_predictions, train_scan
 from ._selflabel import train_selflabel
@@ -335,6 +336,27 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         self.history_ = history
         self.labels_ = rank[raw_labels].astype(np.int64)
         return self
+
+    # ---------------------------------------------------------- persistence
+    def save(self, path):
+        """Save the fitted model to one file at ``path`` (for example ``model.pt``).
+
+        The file holds tensors and plain values only, so :meth:`load` reads it
+        with ``torch.load(weights_only=True)``, which runs no pickled code.
+        Pickle (or joblib) works too, but only loads files you trust.
+        """
+        check_is_fitted(self)
+        save_model(self, path)
+
+    @classmethod
+    def load(cls, path, *, backbone=None):
+        """Load a model written by :meth:`save`, on the CPU.
+
+        ``backbone``: only for a model fitted with your own backbone module,
+        whose code is not in the file; pass the same kind of module (or a
+        callable returning one) and its weights are restored from the file.
+        """
+        return load_model(cls, path, backbone=backbone)
 
     # ------------------------------------------------------------ inference
     def predict(self, X):

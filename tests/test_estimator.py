@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -176,6 +177,47 @@ def test_pickle_round_trip(save, tmp_path):
     np.testing.assert_allclose(restored.transform(images), model.transform(images))
     # The fitted network is stored on the CPU, so the pickle loads anywhere.
     assert all(p.device.type == "cpu" for p in restored.model_.parameters())
+
+
+@pytest.mark.parametrize("kind", ["images", "features", "custom backbone", "hidden head layer"])
+def test_save_and_load_with_weights_only(kind, tmp_path, blobs):
+    if kind == "features":
+        X, _ = blobs
+        model = SCANClusterer(**fast_params(random_state=np.random.RandomState(0))).fit(X)
+    else:
+        X, _ = small_images()
+        extra = {"custom backbone": {"backbone": nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())},
+                 "hidden head layer": {"head_hidden_size": 8}}.get(kind, {})
+        model = SCANClusterer(**image_params(**extra)).fit(X)
+    path = tmp_path / "model.pt"
+    model.save(path)
+    # The file loads with torch's safe loader, which rejects pickled objects.
+    assert torch.load(path, weights_only=True)["format"] == "sklearn-scan-model"
+    if kind == "custom backbone":
+        with pytest.raises(ValueError, match="pass the same backbone"):
+            SCANClusterer.load(path)
+        restored = SCANClusterer.load(path, backbone=nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()))
+    else:
+        restored = SCANClusterer.load(path)
+    np.testing.assert_array_equal(restored.predict(X), model.predict(X))
+    np.testing.assert_allclose(restored.predict_proba(X), model.predict_proba(X), rtol=1e-6)
+    np.testing.assert_array_equal(restored.labels_, model.labels_)
+    np.testing.assert_array_equal(restored.neighbors_, model.neighbors_)
+    assert restored.history_ == model.history_
+    assert restored.input_shape_ == model.input_shape_
+    assert restored.get_params()["n_clusters"] == model.n_clusters
+
+
+def test_load_rejects_other_files(tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, path)
+    with pytest.raises(ValueError, match="not a model saved with SCANClusterer.save"):
+        SCANClusterer.load(path)
+    (tmp_path / "text.pt").write_text("hello")
+    with pytest.raises(ValueError, match="not a model saved"):
+        SCANClusterer.load(tmp_path / "text.pt")
+    with pytest.raises(NotFittedError):
+        SCANClusterer().save(tmp_path / "unfitted.pt")
 
 
 def test_model_fitted_on_gpu_predicts_on_cpu_with_warning(blobs):

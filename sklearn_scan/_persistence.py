@@ -1,0 +1,110 @@
+"""Save a fitted SCANClusterer to one file and load it back with ``torch.load(weights_only=True)``.
+
+The file holds only tensors and plain Python values (the network's
+``state_dict``, the fitted attributes, the constructor parameters), so loading
+it runs no pickled code. The network is rebuilt from the backbone name and
+input shape; a model with a user-given backbone needs that backbone again at
+load time (``backbone=``), since its code is not in the file.
+"""
+
+import numbers
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ._backbones import ClusterHead, ClusterModel, Encoder, Standardize, _head_trunk, build_backbone
+
+FORMAT = "sklearn-scan-model"
+FORMAT_VERSION = 1
+
+_ARRAY_ATTRIBUTES = ("labels_", "neighbors_", "head_losses_")
+_PLAIN_ATTRIBUTES = ("backbone_name_", "input_shape_", "device_", "metric_", "best_head_", "history_", "n_features_in_")
+
+
+def _plain(value):
+    """True when ``value`` survives ``weights_only`` loading as it is."""
+    if value is None or isinstance(value, (bool, numbers.Number, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(item) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(key, str) and _plain(item) for key, item in value.items())
+    return False
+
+
+def _to_plain(value):
+    """numpy scalars become Python numbers; containers are converted item by item."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_plain(item) for item in value)
+    if isinstance(value, dict):
+        return {key: _to_plain(item) for key, item in value.items()}
+    return value
+
+
+def save_model(estimator, path):
+    """Write the fitted ``estimator`` to ``path`` (one file, loadable with weights_only)."""
+    params = {key: _to_plain(value) for key, value in estimator.get_params(deep=False).items()}
+    if isinstance(params.get("device"), torch.device):
+        params["device"] = str(params["device"])
+    # Objects (a backbone module, a joblib.Memory, a RandomState) are not stored.
+    dropped = sorted(key for key, value in params.items() if not _plain(value))
+    params = {key: (None if key in dropped else value) for key, value in params.items()}
+    state = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "params": params,
+        "dropped_params": dropped,
+        "attributes": {name: _to_plain(getattr(estimator, name)) for name in _PLAIN_ATTRIBUTES},
+        "arrays": {name: torch.from_numpy(np.ascontiguousarray(getattr(estimator, name))) for name in _ARRAY_ATTRIBUTES},
+        "encoder_out_features": estimator.model_.encoder.out_features,
+        "state_dict": {key: value.detach().cpu() for key, value in estimator.model_.state_dict().items()},
+    }
+    torch.save(state, Path(path))
+
+
+def load_model(cls, path, backbone=None):
+    """Rebuild a fitted ``cls`` instance from a file written by :func:`save_model`."""
+    try:
+        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - anything else means it is not one of our files
+        raise ValueError(f"{path} is not a model saved with SCANClusterer.save: {exc}") from exc
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a model saved with SCANClusterer.save.")
+    if state["format_version"] > FORMAT_VERSION:
+        raise ValueError(
+            f"{path} was saved by a newer sklearn-scan (format {state['format_version']}); upgrade sklearn-scan to load it."
+        )
+    attributes = state["attributes"]
+    params = dict(state["params"])
+    if attributes["backbone_name_"] == "custom":
+        if backbone is None:
+            raise ValueError(
+                f"{path} holds a model with a user-given backbone, whose code is not saved; "
+                "pass the same backbone (an nn.Module or a callable returning one) as load(path, backbone=...)."
+            )
+        params["backbone"] = backbone
+    estimator = cls(**params)
+    input_shape = tuple(attributes["input_shape_"])
+    network, _, _ = build_backbone(
+        backbone if attributes["backbone_name_"] == "custom" else attributes["backbone_name_"],
+        input_shape, torch.device("cpu"),
+    )
+    n_statistics = input_shape[0]
+    encoder = Encoder(
+        Standardize(torch.zeros(n_statistics), torch.ones(n_statistics)), network, state["encoder_out_features"]
+    )
+    trunk, trunk_features = _head_trunk(encoder.out_features, params.get("head_hidden_size") or 0)
+    head = ClusterHead(trunk, torch.nn.Linear(trunk_features, params["n_clusters"]))
+    model = ClusterModel(encoder, head)
+    model.load_state_dict(state["state_dict"])
+    estimator.model_ = model.eval()
+    for name, value in attributes.items():
+        setattr(estimator, name, tuple(value) if name == "input_shape_" else value)
+    for name, value in state["arrays"].items():
+        setattr(estimator, name, value.numpy())
+    return estimator
