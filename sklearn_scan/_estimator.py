@@ -1,6 +1,8 @@
 """SCANClusterer: the scikit-learn estimator that runs the SCAN pipeline end to end."""
 
+import os
 from numbers import Integral, Real
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,6 +22,7 @@ from ._backbones import (
     build_backbone,
 )
 from ._inputs import per_channel_statistics, to_model_inputs
+from ._images import is_image_collection, list_image_files, load_image_collection
 from ._neighbors import mine_neighbors
 from ._persistence import load_model, save_model
 from ._pretext import train_pretext
@@ -31,6 +34,9 @@ from ._torch_utils import inference_device, make_generator, predict_in_batches, 
 #: fixed (the paper's value) so that models fitted with different
 #: ``entropy_weight`` values are scored on the same scale.
 SCORE_ENTROPY_WEIGHT = 5.0
+
+#: Side of the square images decoded from files when ``image_size`` is None.
+DEFAULT_IMAGE_SIZE = 64
 
 _STAGE_PARAMS = {
     "pretext_params": ("temperature", "learning_rate", "weight_decay", "projection_dim"),
@@ -137,6 +143,12 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         "auto" picks cuda, then mps, then cpu.
     random_state : int, RandomState or None, default=None
         Seeds every random choice; with an int, CPU fits are repeatable.
+    image_size : int or None, default=None
+        Side of the square images decoded from files or a Dataset (shorter
+        side scaled to it, centre square cropped, every image made RGB);
+        None means 64. Arrays are used at their own size.
+    n_jobs : int or None, default=None
+        Threads that decode image files (-1: all cores).
     verbose : int, default=0
         1 shows a progress bar per stage with its current loss.
 
@@ -145,6 +157,11 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     labels_ : ndarray of shape (n_samples,)
         Cluster of every training sample; clusters are numbered by size,
         largest first, so the labels have no gaps.
+    image_names_ : list or None
+        For a folder, files or a Dataset: the file path (or Dataset index)
+        of every row of ``labels_``; None for arrays.
+    skipped_images_ : list of (name, reason)
+        Files or Dataset items that could not be decoded and were left out.
     neighbors_ : ndarray of shape (n_samples, n_neighbors)
         Mined neighbours of every training sample, nearest first.
     model_ : nn.Module
@@ -187,6 +204,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         "memory": [str, HasMethods("cache"), None],
         "device": [str, torch.device],
         "random_state": ["random_state"],
+        "image_size": [Interval(Integral, 4, None, closed="left"), None],
+        "n_jobs": [Integral, None],
         "verbose": ["verbose"],
     }
 
@@ -213,6 +232,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         memory=None,
         device="auto",
         random_state=None,
+        image_size=None,
+        n_jobs=None,
         verbose=0,
     ):
         self.n_clusters = n_clusters
@@ -235,6 +256,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         self.memory = memory
         self.device = device
         self.random_state = random_state
+        self.image_size = image_size
+        self.n_jobs = n_jobs
         self.verbose = verbose
 
     # ------------------------------------------------------------------ fit
@@ -243,10 +266,18 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         """Fit the SCAN pipeline on X; ``y`` is ignored.
 
         X : array-like of shape (n_samples, n_features), (n_samples, height, width)
-            or (n_samples, height, width, channels)
+            or (n_samples, height, width, channels); or a folder, a list of
+            image files, or a torch Dataset
             Precomputed features, or images: integer 0-255 or float 0-1, with
-            1 or 3 channels.
+            1 or 3 channels. A folder is searched recursively for image
+            files; files that cannot be read are skipped with a warning and
+            listed in ``skipped_images_``.
         """
+        image_names, skipped = None, []
+        if is_image_collection(X):
+            X, image_names, skipped = load_image_collection(
+                X, self.image_size or DEFAULT_IMAGE_SIZE, n_jobs=self.n_jobs, verbose=self.verbose
+            )
         inputs, images = self._validate(X, reset=True)
         n_samples = len(inputs)
         if self.n_clusters > n_samples:
@@ -335,6 +366,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         self.best_head_ = best_head
         self.history_ = history
         self.labels_ = rank[raw_labels].astype(np.int64)
+        self.image_names_ = image_names
+        self.skipped_images_ = skipped
         return self
 
     # ---------------------------------------------------------- persistence
@@ -360,18 +393,45 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------ inference
     def predict(self, X):
-        """Cluster of every sample: ndarray of shape (n_samples,)."""
-        return self._logits(X).argmax(axis=1).astype(np.int64)
+        """Cluster of every sample: ndarray of shape (n_samples,).
+
+        For a folder or list of files, unreadable files get cluster -1.
+        """
+        def clusters(inputs, images):
+            return self._apply(self.model_, inputs, images).argmax(axis=1).astype(np.int64)
+
+        return self._per_sample(X, clusters, -1)
 
     def predict_proba(self, X):
-        """Soft cluster assignments: ndarray of shape (n_samples, n_clusters), rows sum to 1."""
-        logits = torch.from_numpy(self._logits(X)).double()
-        return torch.softmax(logits, dim=1).numpy()
+        """Soft cluster assignments: ndarray of shape (n_samples, n_clusters), rows sum to 1.
+
+        For a folder or list of files, unreadable files get rows of NaN.
+        """
+
+        def probabilities(inputs, images):
+            logits = torch.from_numpy(self._apply(self.model_, inputs, images)).double()
+            return torch.softmax(logits, dim=1).numpy()
+
+        return self._per_sample(X, probabilities, np.nan)
 
     def transform(self, X):
-        """The learned embedding (backbone features): ndarray of shape (n_samples, n_features_out)."""
-        inputs, images = self._validate(X, reset=False)
-        return self._apply(self.model_.encoder, inputs, images)
+        """The learned embedding (backbone features): ndarray of shape (n_samples, n_features_out).
+
+        For a folder or list of files, unreadable files get rows of NaN.
+        """
+        return self._per_sample(X, lambda inputs, images: self._apply(self.model_.encoder, inputs, images), np.nan)
+
+    def image_names(self, X):
+        """The names predict/transform give rows for, when X is a folder, files or a Dataset.
+
+        A folder's files in sorted order, the given paths as str, or the
+        Dataset's indices; for arrays, ``range(n_samples)``.
+        """
+        if not is_image_collection(X):
+            return list(range(len(X)))
+        if isinstance(X, (str, os.PathLike)):
+            return list_image_files(X) if Path(X).is_dir() else [str(X)]
+        return [str(item) for item in X] if isinstance(X, (list, tuple)) else list(range(len(X)))
 
     def score(self, X, y=None):
         """Minus the SCAN loss on X, with no labels: higher is better.
@@ -381,7 +441,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         (5.0) so that scores compare across ``entropy_weight`` values. ``y``
         is ignored.
         """
-        inputs, images = self._validate(X, reset=False)
+        inputs, images = self._validate(self._decoded(X)[0], reset=False)
         if len(inputs) < 2:
             raise ValueError(f"score needs at least 2 samples to mine neighbours; got n_samples={len(inputs)}.")
         features = self._apply(self.model_.encoder, inputs, images)
@@ -391,9 +451,40 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         total, _, _ = scan_loss_of_predictions(logits, neighbors, SCORE_ENTROPY_WEIGHT)
         return -float(total)
 
-    def _logits(self, X):
-        inputs, images = self._validate(X, reset=False)
-        return self._apply(self.model_, inputs, images)
+    def _decoded(self, X):
+        """X as an array: image collections are decoded at the fitted image size.
+
+        Returns ``(array, rows)``: ``rows`` are the positions in the collection
+        of the images that decoded (None for arrays).
+        """
+        if not is_image_collection(X):
+            return X, None
+        check_is_fitted(self)
+        if len(self.input_shape_) != 3 or self.input_shape_[1] != self.input_shape_[2]:
+            raise ValueError(
+                "This model was not fitted on square images, so it cannot take image files; "
+                f"it takes arrays like those it was fitted on (per-sample shape {self.input_shape_})."
+            )
+        names = self.image_names(X)
+        pixels, kept, _ = load_image_collection(X, self.input_shape_[1], n_jobs=self.n_jobs, verbose=self.verbose)
+        if self.input_shape_[0] == 1:
+            pixels = np.round(pixels @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
+        position = {name: index for index, name in enumerate(names)}
+        return pixels, np.array([position[name] for name in kept], dtype=np.int64)
+
+    def _per_sample(self, X, compute, missing):
+        """``compute(inputs, images)`` on X; rows of unreadable files are filled with ``missing``."""
+        array, rows = self._decoded(X)
+        inputs, images = self._validate(array, reset=False)
+        values = np.asarray(compute(inputs, images))
+        if rows is None:
+            return values
+        n_rows = len(self.image_names(X))
+        if np.isnan(missing):
+            values = values.astype(np.float64)
+        filled = np.full((n_rows,) + values.shape[1:], missing, dtype=values.dtype)
+        filled[rows] = values
+        return filled
 
     def _apply(self, module, inputs, images):
         device = inference_device(self.device_)

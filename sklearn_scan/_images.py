@@ -1,0 +1,156 @@
+"""Image collections as inputs: a folder, a list of image files, or a torch Dataset.
+
+Images are decoded one batch at a time and resized on the way in, so memory
+holds only the resized pixels (N x image_size x image_size x 3 bytes), never
+the originals. Resize policy: the shorter side is scaled to ``image_size``
+(keeping the aspect ratio), then the centre square is cropped, as
+torchvision's ``Resize(image_size)`` + ``CenterCrop(image_size)`` do. Every
+image becomes RGB: grayscale is repeated over three channels, transparency is
+composited onto white, palettes are expanded. Files that cannot be decoded are
+skipped with a warning and reported.
+"""
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from joblib import Parallel, delayed
+
+from ._torch_utils import progress
+
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".ppm", ".tif", ".tiff", ".webp")
+
+
+def is_image_collection(X):
+    """True for a folder or file path, a list of paths, or a torch Dataset."""
+    if isinstance(X, (str, os.PathLike)):
+        return True
+    if isinstance(X, (list, tuple)) and len(X) > 0 and all(isinstance(item, (str, os.PathLike)) for item in X):
+        return True
+    try:
+        from torch.utils.data import Dataset
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return False
+    return isinstance(X, Dataset)
+
+
+def list_image_files(folder):
+    """Image files under ``folder``, searched recursively, in sorted order: list of str."""
+    folder = Path(folder)
+    files = sorted(
+        str(path) for path in folder.rglob("*") if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
+    )
+    if not files:
+        raise ValueError(
+            f"No image files ({', '.join(IMAGE_EXTENSIONS)}) were found under {folder}; "
+            "point to the folder that holds the images."
+        )
+    return files
+
+
+def _to_rgb(image):
+    """A PIL image in RGB: transparency composited onto white, palettes and grayscale expanded."""
+    from PIL import Image
+
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image)
+    return image.convert("RGB")
+
+
+def resize_and_crop(image, image_size):
+    """Scale the shorter side of a PIL image to ``image_size`` and crop the centre square."""
+    from PIL import Image
+
+    width, height = image.size
+    scale = image_size / min(width, height)
+    new_size = (max(image_size, round(width * scale)), max(image_size, round(height * scale)))
+    image = image.resize(new_size, Image.Resampling.BICUBIC, reducing_gap=3.0)
+    left, top = (new_size[0] - image_size) // 2, (new_size[1] - image_size) // 2
+    return image.crop((left, top, left + image_size, top + image_size))
+
+
+def decode_file(path, image_size):
+    """(image_size, image_size, 3) uint8 array from an image file."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as image:
+        # JPEG can decode at a reduced scale directly, much faster for large photos.
+        image.draft("RGB", (image_size, image_size))
+        image = ImageOps.exif_transpose(image)
+        return np.asarray(resize_and_crop(_to_rgb(image), image_size), dtype=np.uint8)
+
+
+def decode_item(item, image_size):
+    """(image_size, image_size, 3) uint8 array from a Dataset item.
+
+    The item (or its first element, for ``(image, label)`` pairs) is a PIL
+    image, an (H, W[, C]) numpy array or a (C, H, W) tensor; arrays and
+    tensors hold 0-255 integers or 0-1 floats.
+    """
+    from PIL import Image
+
+    if isinstance(item, (tuple, list)):
+        item = item[0]
+    if not isinstance(item, Image.Image):
+        array = item.numpy() if hasattr(item, "numpy") else np.asarray(item)
+        if hasattr(item, "numpy") and array.ndim == 3 and array.shape[0] in (1, 3, 4):
+            array = array.transpose(1, 2, 0)  # tensors are channels-first
+        if array.ndim == 3 and array.shape[2] == 1:
+            array = array[:, :, 0]
+        if not np.issubdtype(array.dtype, np.integer):
+            array = np.clip(array * 255.0 + 0.5, 0, 255)
+        item = Image.fromarray(array.astype(np.uint8))
+    return np.asarray(resize_and_crop(_to_rgb(item), image_size), dtype=np.uint8)
+
+
+def _decode_one(source, index, image_size):
+    try:
+        if isinstance(source, list):
+            return decode_file(source[index], image_size), None
+        return decode_item(source[index], image_size), None
+    except Exception as exc:  # noqa: BLE001 - any failure means this one image cannot be used
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def load_image_collection(X, image_size, *, n_jobs=None, verbose=0, batch_size=256):
+    """Decode a folder, a list of files or a Dataset into resized RGB pixels.
+
+    Returns ``(images, names, skipped)``: a uint8 array (N, image_size,
+    image_size, 3) of the images that decoded, their names (file paths as
+    str, or Dataset indices), and ``[(name, reason), ...]`` for those that
+    did not. Decoding runs in ``n_jobs`` threads, one batch at a time.
+    """
+    if isinstance(X, (str, os.PathLike)):
+        path = Path(X)
+        if not path.exists():
+            raise ValueError(f"{path} does not exist; pass a folder of images, an image file or a list of files.")
+        source = list_image_files(path) if path.is_dir() else [str(path)]
+    elif isinstance(X, (list, tuple)):
+        source = [str(item) for item in X]
+    else:
+        source = X
+    n_items = len(source)
+    if n_items == 0:
+        raise ValueError("The image collection is empty.")
+    names = source if isinstance(source, list) else list(range(n_items))
+    images, kept, skipped = [], [], []
+    starts = range(0, n_items, batch_size)
+    with Parallel(n_jobs=n_jobs, prefer="threads") as parallel:
+        for start in progress(starts, verbose, desc="decoding images", total=len(starts)):
+            indices = range(start, min(start + batch_size, n_items))
+            for index, (pixels, error) in zip(indices, parallel(delayed(_decode_one)(source, i, image_size) for i in indices)):
+                if error is None:
+                    images.append(pixels)
+                    kept.append(names[index])
+                else:
+                    skipped.append((names[index], error))
+    if skipped:
+        shown = "; ".join(f"{name} ({reason})" for name, reason in skipped[:3])
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        warnings.warn(f"Skipped {len(skipped)} image(s) that could not be read: {shown}{more}.", UserWarning)
+    if not images:
+        raise ValueError(f"None of the {n_items} images could be read; the first error: {skipped[0][1]}.")
+    return np.stack(images), kept, skipped

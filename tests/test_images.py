@@ -1,0 +1,148 @@
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sklearn_scan import SCANClusterer
+from sklearn_scan._images import list_image_files, load_image_collection, resize_and_crop
+
+from .conftest import fast_params
+
+
+def two_kinds(n=40, size=8, seed=0):
+    """RGB uint8 images of two kinds: a bright top half or a bright bottom half."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 50, size=(n, size, size, 3), dtype=np.uint8)
+    images[: n // 2, : size // 2] += 180
+    images[n // 2 :, size // 2 :] += 180
+    return images
+
+
+@pytest.fixture
+def photo_folder(tmp_path):
+    """A folder tree of PNGs (exact pixels), plus odd modes, a corrupt file and a text file."""
+    images = two_kinds()
+    for index, pixels in enumerate(images):
+        sub = tmp_path / ("top" if index < 20 else "bottom")
+        sub.mkdir(exist_ok=True)
+        Image.fromarray(pixels).save(sub / f"{index:03d}.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "top" / "broken.jpg").write_bytes(b"\xff\xd8 this is not a jpeg")
+    return tmp_path, images
+
+
+def test_listing_is_recursive_sorted_and_ignores_other_files(photo_folder):
+    folder, _ = photo_folder
+    files = list_image_files(folder)
+    assert len(files) == 41 and files == sorted(files)
+    assert not any(name.endswith(".txt") for name in files)
+    with pytest.raises(ValueError, match="No image files"):
+        list_image_files(folder / "bottom" / "none")
+
+
+def test_decoding_skips_broken_files_with_a_warning(photo_folder):
+    folder, images = photo_folder
+    with pytest.warns(UserWarning, match="Skipped 1 image"):
+        pixels, names, skipped = load_image_collection(folder, 8, n_jobs=2)
+    assert pixels.shape == (40, 8, 8, 3) and pixels.dtype == np.uint8
+    assert len(names) == 40 and skipped[0][0].endswith("broken.jpg")
+    # PNG is lossless and the size already matches: the pixels come back exactly.
+    np.testing.assert_array_equal(pixels[names.index(str(folder / "top" / "003.png"))], images[3])
+    with pytest.raises(ValueError, match="does not exist"):
+        load_image_collection(folder / "missing", 8)
+
+
+def test_resize_policy_scales_the_shorter_side_and_crops_the_centre():
+    wide = np.zeros((10, 30, 3), np.uint8)
+    wide[:, 10:20] = 255  # a white centre third
+    out = np.asarray(resize_and_crop(Image.fromarray(wide), 5))
+    assert out.shape == (5, 5, 3)
+    assert out.min() > 200  # only the white centre survives the crop
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "LA", "I;16", "CMYK"])
+def test_every_mode_becomes_rgb(tmp_path, mode):
+    image = Image.new(mode, (12, 9))
+    path = tmp_path / ("image.tif" if mode in ("I;16", "CMYK") else "image.png")
+    image.save(path)
+    pixels, _, skipped = load_image_collection([path], 6)
+    assert pixels.shape == (1, 6, 6, 3) and not skipped
+    if mode in ("RGBA", "LA"):
+        assert pixels.min() == 255  # fully transparent pixels are composited onto white
+
+
+def test_large_jpeg_is_decoded_at_the_small_size(tmp_path):
+    big = np.random.default_rng(0).integers(0, 255, (1200, 1600, 3), dtype=np.uint8)
+    Image.fromarray(big).save(tmp_path / "big.jpg", quality=80)
+    pixels, _, _ = load_image_collection(tmp_path, 32)
+    assert pixels.shape == (1, 32, 32, 3)
+
+
+class PairDataset(torch.utils.data.Dataset):
+    def __init__(self, images):
+        self.images = images
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        if index == 5:
+            raise OSError("unreadable item")
+        return torch.from_numpy(self.images[index]).permute(2, 0, 1).float() / 255, index % 2
+
+
+def test_fit_on_a_folder_matches_fit_on_the_same_pixels(photo_folder):
+    folder, _ = photo_folder
+    params = fast_params(n_clusters=2, pretext_epochs=2, scan_epochs=50, batch_size=32, image_size=8)
+    with pytest.warns(UserWarning, match="Skipped 1 image"):
+        from_files = SCANClusterer(**params).fit(folder)
+    pixels, names, _ = load_image_collection(folder, 8)
+    from_array = SCANClusterer(**params).fit(pixels)
+    np.testing.assert_array_equal(from_files.labels_, from_array.labels_)
+    assert from_files.image_names_ == names and from_array.image_names_ is None
+    assert [name for name, _ in from_files.skipped_images_] == [str(folder / "top" / "broken.jpg")]
+    # Clusters follow the two kinds of images.
+    kinds = np.array(["top" in name for name in names])
+    assert abs(np.corrcoef(kinds, from_files.labels_)[0, 1]) > 0.9
+
+    # predict on the folder: one row per file, -1 (and NaN rows) for the broken one.
+    files = from_files.image_names(folder)
+    with pytest.warns(UserWarning, match="Skipped 1 image"):
+        labels = from_files.predict(folder)
+    with pytest.warns(UserWarning):
+        proba = from_files.predict_proba(folder)
+    broken = files.index(str(folder / "top" / "broken.jpg"))
+    assert len(labels) == len(files) == 41 and labels[broken] == -1
+    assert np.isnan(proba[broken]).all() and np.allclose(np.delete(proba, broken, 0).sum(axis=1), 1)
+    np.testing.assert_array_equal(np.delete(labels, broken), from_files.labels_)
+    # A list of paths works too, and is left as it was.
+    chosen = files[:3]
+    before = list(chosen)
+    np.testing.assert_array_equal(from_files.predict(chosen), labels[:3])
+    assert chosen == before
+
+
+def test_fit_on_a_dataset_skips_failing_items():
+    images = two_kinds(seed=1)
+    params = fast_params(n_clusters=2, pretext_epochs=1, scan_epochs=10, batch_size=32, image_size=8)
+    with pytest.warns(UserWarning, match="unreadable item"):
+        model = SCANClusterer(**params).fit(PairDataset(images))
+    assert len(model.labels_) == 39 and model.skipped_images_[0][0] == 5
+    assert model.image_names_ == [i for i in range(40) if i != 5]
+
+
+def test_grayscale_model_predicts_image_files(tmp_path):
+    images = two_kinds()
+    model = SCANClusterer(**fast_params(n_clusters=2, pretext_epochs=1, scan_epochs=10, batch_size=32))
+    model.fit(images[..., :1])
+    for index in range(4):
+        Image.fromarray(images[index * 10]).save(tmp_path / f"{index}.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        labels = model.predict(tmp_path)
+    assert labels.shape == (4,) and set(labels) <= {0, 1}
+    features = SCANClusterer(**fast_params()).fit(np.random.default_rng(0).normal(size=(30, 4)))
+    with pytest.raises(ValueError, match="not fitted on square images"):
+        features.predict(tmp_path)
