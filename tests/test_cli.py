@@ -1,0 +1,84 @@
+import csv
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sklearn_scan import SCANClusterer
+from sklearn_scan.cli import main
+
+from .test_images import two_kinds
+
+FAST = ["--pretext-epochs", "1", "--scan-epochs", "50", "--selflabel-epochs", "1", "--n-heads", "2",
+        "--n-neighbors", "5", "--batch-size", "32", "--image-size", "8", "--quiet", "--jobs", "1"]
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """Folders 'top' and 'bottom' of PNGs with sizes and modes that vary, and one broken file."""
+    folder = tmp_path / "photos"
+    for index, pixels in enumerate(two_kinds(seed=3)):
+        sub = folder / ("top" if index < 20 else "bottom")
+        sub.mkdir(parents=True, exist_ok=True)
+        image = Image.fromarray(pixels).resize((8 + index % 3 * 8, 8 + index % 2 * 8), Image.Resampling.NEAREST)
+        image = image.convert("L") if index % 7 == 0 else image
+        image.save(sub / f"{index:03d}.png")
+    (folder / "bottom" / "broken.png").write_bytes(b"not a png")
+    return folder
+
+
+def read_csv(path):
+    with open(path, newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def test_cluster_then_predict(photos, tmp_path, capsys):
+    out = tmp_path / "result"
+    with pytest.warns(UserWarning, match="Skipped 1 image"):
+        main(["cluster", str(photos), "--n-clusters", "2", "--out", str(out), "--labels-from-folders", *FAST])
+    for name in ("assignments.csv", "model.pt", "report.html", "prototypes.png", "least_confident.png",
+                 "cluster_sizes.png", "confusion_matrix.png", "skipped.csv"):
+        assert (out / name).is_file(), name
+    rows = read_csv(out / "assignments.csv")
+    assert len(rows) == 40 and set(rows[0]) == {"path", "cluster", "confidence"}
+    assert all(0.0 <= float(row["confidence"]) <= 1.0 for row in rows)
+    assert read_csv(out / "skipped.csv")[0]["path"].endswith("broken.png")
+    report = (out / "report.html").read_text()
+    assert "ACC" in report and report.count("data:image/png;base64,") == 4
+    assert "Clustered 40 images into" in capsys.readouterr().out
+
+    # predict with the saved model: same clusters for the same files, -1 for the broken one.
+    model = SCANClusterer.load(out / "model.pt")
+    predictions = tmp_path / "predictions.csv"
+    with pytest.warns(UserWarning, match="Skipped 1 image"):
+        main(["predict", str(out / "model.pt"), str(photos), "--out", str(predictions), "--quiet"])
+    predicted = {row["path"]: row for row in read_csv(predictions)}
+    assert len(predicted) == 41
+    assert predicted[str(photos / "bottom" / "broken.png")]["cluster"] == "-1"
+    assert all(predicted[row["path"]]["cluster"] == row["cluster"] for row in rows)
+    assert model.n_clusters == 2
+
+    # Without --out, the assignments go to standard output.
+    main(["predict", str(out / "model.pt"), str(photos / "top" / "001.png"), "--quiet"])
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "path,cluster,confidence" and printed[1].startswith(str(photos / "top" / "001.png"))
+
+
+def test_errors_are_one_line_messages(tmp_path):
+    with pytest.raises(SystemExit, match="does not exist"):
+        main(["cluster", str(tmp_path / "missing"), "--n-clusters", "2", "--out", str(tmp_path / "o"), *FAST])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="No image files"):
+        main(["cluster", str(tmp_path / "empty"), "--n-clusters", "2", "--out", str(tmp_path / "o"), *FAST])
+    (tmp_path / "model.pt").write_bytes(b"junk")
+    with pytest.raises(SystemExit, match="cannot load"):
+        main(["predict", str(tmp_path / "model.pt"), str(tmp_path / "empty")])
+
+
+def test_help_lists_every_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["cluster", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--n-clusters", "--out", "--image-size", "--labels-from-folders", "assignments.csv", "report.html"):
+        assert option in text
