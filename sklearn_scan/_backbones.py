@@ -12,6 +12,8 @@ import torch
 import torchvision
 from torch import nn
 
+from ._pretrained import InputAdapter, build_pretrained, is_pretrained_name
+
 BACKBONE_NAMES = ("auto", "convnet", "resnet18", "mlp")
 
 # Smallest image side each built-in image backbone can take.
@@ -178,6 +180,31 @@ def build_backbone(backbone, input_shape, device):
             f"returning one; got {type(backbone).__name__}."
         )
     return module, infer_out_features(module, input_shape), "custom"
+
+
+def build_encoder(backbone, input_shape, device, *, statistics=None, weights=None, load_weights=True):
+    """The encoder for inputs of ``input_shape`` (per sample): ``(Encoder, backbone name)``.
+
+    Built-in and user backbones standardise with ``statistics`` (per-channel
+    mean and std of the data; zeros and ones when None, to be overwritten by
+    a saved state). Pretrained backbones named "torchvision:...", "timm:..."
+    or "hub:..." get their own input size and normalisation instead, and
+    ``weights`` (see :func:`~sklearn_scan._pretrained.build_pretrained`).
+    """
+    if is_pretrained_name(backbone):
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"backbone={backbone!r} takes images (n_samples, height, width[, channels]), "
+                "not 2-D features."
+            )
+        pretrained = build_pretrained(backbone, weights, load_weights)
+        standardize = nn.Sequential(InputAdapter(pretrained.input_size), Standardize(pretrained.mean, pretrained.std))
+        out_features = infer_out_features(nn.Sequential(standardize, pretrained.module), input_shape)
+        return Encoder(standardize, pretrained.module, out_features), backbone
+    module, out_features, name = build_backbone(backbone, input_shape, device)
+    if statistics is None:
+        statistics = (torch.zeros(input_shape[0]), torch.ones(input_shape[0]))
+    return Encoder(Standardize(*statistics), module, out_features), name
 
 
 def infer_out_features(module, input_shape):

@@ -13,17 +13,11 @@ from sklearn.utils.validation import check_is_fitted, check_memory, validate_dat
 from torch import nn
 
 from ._augment import policy_for_images, strong_views, weak_views
-from ._backbones import (
-    ClusteringHeads,
-    ClusterModel,
-    Encoder,
-    Frozen,
-    Standardize,
-    build_backbone,
-)
+from ._backbones import ClusteringHeads, ClusterModel, Frozen, build_encoder
 from ._inputs import per_channel_statistics, to_model_inputs
 from ._images import is_image_collection, list_image_files, load_image_collection
 from ._neighbors import mine_neighbors
+from ._pretrained import is_pretrained_name
 from ._persistence import load_model, save_model
 from ._pretext import train_pretext
 from ._scan import scan_loss_of_predictions, train_scan
@@ -37,6 +31,7 @@ SCORE_ENTROPY_WEIGHT = 5.0
 
 #: Side of the square images decoded from files when ``image_size`` is None.
 DEFAULT_IMAGE_SIZE = 64
+PRETRAINED_IMAGE_SIZE = 224
 
 _STAGE_PARAMS = {
     "pretext_params": ("temperature", "learning_rate", "weight_decay", "projection_dim"),
@@ -46,7 +41,7 @@ _STAGE_PARAMS = {
 
 
 def _pretrain_encoder(
-    inputs, images, backbone, pretext, epochs, batch_size, pretext_params, device, seed, verbose
+    inputs, images, backbone, backbone_weights, pretext, epochs, batch_size, pretext_params, device, seed, verbose
 ):
     """Build the encoder for ``inputs`` and train it with the pretext task.
 
@@ -57,8 +52,10 @@ def _pretrain_encoder(
     inputs = torch.from_numpy(inputs).to(device)
     history = []
     with seeded(seed, device):
-        backbone, out_features, backbone_name = build_backbone(backbone, tuple(inputs.shape[1:]), device)
-        encoder = Encoder(Standardize(*per_channel_statistics(inputs, images)), backbone, out_features)
+        encoder, backbone_name = build_encoder(
+            backbone, tuple(inputs.shape[1:]), device, statistics=per_channel_statistics(inputs, images),
+            weights=backbone_weights,
+        )
         if pretext == "simclr" and epochs > 0:
             encoder, _ = train_pretext(
                 encoder, inputs, policy=policy_for_images(*inputs.shape[1:]), epochs=epochs,
@@ -89,6 +86,16 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         (copied, never trained in place), or a callable returning one.
         "auto": the MLP for features; for images the CNN, or on CUDA the
         ResNet-18 for images of 32 pixels and more.
+        Pretrained feature extractors by name: "torchvision:resnet50" (any
+        torchvision model), "timm:<model>" (needs timm) or
+        "hub:<owner/repo or local folder>:<model>" (torch hub); images are
+        resized to the size and normalised as the weights expect. With
+        ``pretext="none"`` and ``freeze_backbone=True`` only the clustering
+        heads train, on fixed features, as TEMI and TURTLE do.
+    backbone_weights : str, path or None, default=None
+        Weights of a pretrained backbone: None for the library's default
+        (downloaded once into its usual cache), a torchvision weights name
+        such as "IMAGENET1K_V2", or a local state_dict file.
     pretext : {"simclr", "none"}, default="simclr"
         Self-supervised pretext task; "none" uses the backbone as it is.
     n_neighbors : int, default=20
@@ -146,7 +153,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     image_size : int or None, default=None
         Side of the square images decoded from files or a Dataset (shorter
         side scaled to it, centre square cropped, every image made RGB);
-        None means 64. Arrays are used at their own size.
+        None means 64, or 224 with a pretrained backbone. Arrays are used at
+        their own size (a pretrained backbone resizes them on the fly).
     n_jobs : int or None, default=None
         Threads that decode image files (-1: all cores).
     verbose : int, default=0
@@ -186,6 +194,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     _parameter_constraints = {
         "n_clusters": [Interval(Integral, 2, None, closed="left")],
         "backbone": [str, nn.Module, callable],
+        "backbone_weights": [str, os.PathLike, None],
         "pretext": [StrOptions({"simclr", "none"})],
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "entropy_weight": [Interval(Real, 0, None, closed="left")],
@@ -214,6 +223,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         n_clusters=10,
         *,
         backbone="auto",
+        backbone_weights=None,
         pretext="simclr",
         n_neighbors=20,
         entropy_weight=5.0,
@@ -238,6 +248,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     ):
         self.n_clusters = n_clusters
         self.backbone = backbone
+        self.backbone_weights = backbone_weights
         self.pretext = pretext
         self.n_neighbors = n_neighbors
         self.entropy_weight = entropy_weight
@@ -276,7 +287,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         image_names, skipped = None, []
         if is_image_collection(X):
             X, image_names, skipped = load_image_collection(
-                X, self.image_size or DEFAULT_IMAGE_SIZE, n_jobs=self.n_jobs, verbose=self.verbose
+                X, self.image_size or (PRETRAINED_IMAGE_SIZE if is_pretrained_name(self.backbone) else DEFAULT_IMAGE_SIZE),
+                n_jobs=self.n_jobs, verbose=self.verbose,
             )
         inputs, images = self._validate(X, reset=True)
         n_samples = len(inputs)
@@ -298,7 +310,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
         pretrain = check_memory(self.memory).cache(_pretrain_encoder, ignore=["verbose"])
         pretrained = pretrain.call_and_shelve(
-            inputs.numpy(), images, self.backbone, self.pretext if images else "none", self.pretext_epochs,
+            inputs.numpy(), images, self.backbone, self.backbone_weights, self.pretext if images else "none",
+            self.pretext_epochs,
             self.batch_size, stage_params["pretext_params"], device, pretext_seed, self.verbose,
         )
         encoder, backbone_name, history = pretrained.get()

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._backbones import ClusterHead, ClusterModel, Encoder, Standardize, _head_trunk, build_backbone
+from ._backbones import ClusterHead, ClusterModel, _head_trunk, build_encoder
 
 FORMAT = "sklearn-scan-model"
 FORMAT_VERSION = 1
@@ -91,13 +91,10 @@ def load_model(cls, path, backbone=None):
         params["backbone"] = backbone
     estimator = cls(**params)
     input_shape = tuple(attributes["input_shape_"])
-    network, _, _ = build_backbone(
+    # The architecture only: the weights come from the file.
+    encoder, _ = build_encoder(
         backbone if attributes["backbone_name_"] == "custom" else attributes["backbone_name_"],
-        input_shape, torch.device("cpu"),
-    )
-    n_statistics = input_shape[0]
-    encoder = Encoder(
-        Standardize(torch.zeros(n_statistics), torch.ones(n_statistics)), network, state["encoder_out_features"]
+        input_shape, torch.device("cpu"), load_weights=False,
     )
     trunk, trunk_features = _head_trunk(encoder.out_features, params.get("head_hidden_size") or 0)
     head = ClusterHead(trunk, torch.nn.Linear(trunk_features, params["n_clusters"]))
