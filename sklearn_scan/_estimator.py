@@ -52,9 +52,11 @@ def _pretrain_encoder(
     inputs = torch.from_numpy(inputs).to(device)
     history = []
     with seeded(seed, device):
+        # A module the user passes for use as it is gets the images as they are, in [0, 1].
+        as_given = pretext == "none" and not isinstance(backbone, str)
         encoder, backbone_name = build_encoder(
-            backbone, tuple(inputs.shape[1:]), device, statistics=per_channel_statistics(inputs, images),
-            weights=backbone_weights,
+            backbone, tuple(inputs.shape[1:]), device,
+            statistics=None if as_given else per_channel_statistics(inputs, images), weights=backbone_weights,
         )
         if pretext == "simclr" and epochs > 0:
             encoder, _ = train_pretext(
@@ -83,7 +85,9 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     backbone : str, nn.Module or callable, default="auto"
         "convnet" (small CNN), "resnet18" (CIFAR-style ResNet-18 below 64 px),
         "mlp" (features), an ``nn.Module`` mapping (B, C, H, W) to (B, F)
-        (copied, never trained in place), or a callable returning one.
+        (copied, never trained in place), or a callable returning one. Such
+        a module gets images in [0, 1] with ``pretext="none"``, and
+        standardised per channel when SimCLR trains it.
         "auto": the MLP for features; for images the CNN, or on CUDA the
         ResNet-18 for images of 32 pixels and more.
         Pretrained feature extractors by name: "torchvision:resnet50" (any

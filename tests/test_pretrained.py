@@ -126,3 +126,23 @@ def test_pretrained_backbones_take_images_only(mobilenet_file):
     X = np.random.default_rng(0).normal(size=(30, 5))
     with pytest.raises(ValueError, match="takes images"):
         SCANClusterer(backbone="torchvision:mobilenet_v3_small", backbone_weights=str(mobilenet_file[0]), **FAST).fit(X)
+
+
+class RecordingBackbone(nn.Module):
+    """Flattens images and remembers the range of the last inputs it saw."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(3 * 8 * 8, 4)
+        self.seen = None
+
+    def forward(self, images):
+        self.seen = (float(images.min()), float(images.max()))
+        return self.linear(images.flatten(1))
+
+
+def test_a_module_used_as_it_is_gets_images_in_unit_range():
+    images = two_kinds(n=30, size=8)
+    model = SCANClusterer(backbone=RecordingBackbone(), **FAST).fit(images)
+    low, high = model.model_.encoder.backbone.seen
+    assert 0.0 <= low and high <= 1.0 and high > 0.5
