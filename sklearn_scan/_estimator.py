@@ -1,5 +1,6 @@
 """SCANClusterer: the scikit-learn estimator that runs the SCAN pipeline end to end."""
 
+import dataclasses
 import os
 from numbers import Integral, Real
 from pathlib import Path
@@ -12,7 +13,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
 from torch import nn
 
-from ._augment import policy_for_images, strong_views, weak_views
+from ._augment import AugmentationPolicy, policy_for_images, strong_views, weak_views
 from ._backbones import ClusteringHeads, ClusterModel, Frozen, build_encoder
 from ._inputs import per_channel_statistics, to_model_inputs
 from ._images import is_image_collection, list_image_files, load_image_collection
@@ -34,6 +35,7 @@ DEFAULT_IMAGE_SIZE = 64
 PRETRAINED_IMAGE_SIZE = 224
 
 _STAGE_PARAMS = {
+    "augmentation_params": tuple(field.name for field in dataclasses.fields(AugmentationPolicy)),
     "pretext_params": ("temperature", "learning_rate", "weight_decay", "projection_dim"),
     "scan_params": ("learning_rate", "weight_decay"),
     "selflabel_params": ("learning_rate", "weight_decay"),
@@ -41,7 +43,8 @@ _STAGE_PARAMS = {
 
 
 def _pretrain_encoder(
-    inputs, images, backbone, backbone_weights, pretext, epochs, batch_size, pretext_params, device, seed, verbose
+    inputs, images, backbone, backbone_weights, pretext, epochs, batch_size, pretext_params, augmentation, device,
+    seed, verbose,
 ):
     """Build the encoder for ``inputs`` and train it with the pretext task.
 
@@ -60,7 +63,8 @@ def _pretrain_encoder(
         )
         if pretext == "simclr" and epochs > 0:
             encoder, _ = train_pretext(
-                encoder, inputs, policy=policy_for_images(*inputs.shape[1:]), epochs=epochs,
+                encoder, inputs, policy=dataclasses.replace(policy_for_images(*inputs.shape[1:]), **augmentation),
+                epochs=epochs,
                 batch_size=batch_size, device=device, generator=make_generator(seed), verbose=verbose,
                 history=history, **pretext_params,
             )
@@ -145,6 +149,12 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         for SCAN, 1e-2 with a frozen backbone; 1e-4 for self-labeling) and
         ``weight_decay``; for the pretext also ``temperature`` (0.5) and
         ``projection_dim`` (128).
+    augmentation_params : dict, default=None
+        Changes to the augmentation policy chosen for the images (fields of
+        ``AugmentationPolicy``: ``flip``, ``crop_scale``, ``rotation_degrees``,
+        ``brightness``, ``contrast``, ``cutout_fraction``, ``strong_ops``, ...).
+        Grayscale images get no flips by default, since a mirrored digit is
+        another symbol; for clothing or photos ``{"flip": True}`` adds them.
     memory : str, joblib.Memory or None, default=None
         Where to cache the trained pretext encoder (a folder or a
         ``joblib.Memory``). Fits that differ only in later-stage parameters
@@ -214,6 +224,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         "pretext_params": [dict, None],
         "scan_params": [dict, None],
         "selflabel_params": [dict, None],
+        "augmentation_params": [dict, None],
         "memory": [str, HasMethods("cache"), None],
         "device": [str, torch.device],
         "random_state": ["random_state"],
@@ -243,6 +254,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         pretext_params=None,
         scan_params=None,
         selflabel_params=None,
+        augmentation_params=None,
         memory=None,
         device="auto",
         random_state=None,
@@ -268,6 +280,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         self.pretext_params = pretext_params
         self.scan_params = scan_params
         self.selflabel_params = selflabel_params
+        self.augmentation_params = augmentation_params
         self.memory = memory
         self.device = device
         self.random_state = random_state
@@ -316,7 +329,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         pretrained = pretrain.call_and_shelve(
             inputs.numpy(), images, self.backbone, self.backbone_weights, self.pretext if images else "none",
             self.pretext_epochs,
-            self.batch_size, stage_params["pretext_params"], device, pretext_seed, self.verbose,
+            self.batch_size, stage_params["pretext_params"], stage_params["augmentation_params"], device, pretext_seed,
+            self.verbose,
         )
         encoder, backbone_name, history = pretrained.get()
         if history and history[-1].get("interrupted"):
@@ -330,7 +344,9 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         neighbors = mine_neighbors(features, self.n_neighbors, metric=metric, random_state=neighbors_seed)
         history.append({"stage": "neighbors", "n_neighbors": self.n_neighbors, "metric": metric})
 
-        policy = policy_for_images(*inputs.shape[1:]) if images else None
+        policy = None
+        if images:
+            policy = dataclasses.replace(policy_for_images(*inputs.shape[1:]), **stage_params["augmentation_params"])
         weak = (lambda batch, generator: weak_views(batch, policy, generator)) if images else None
         strong = (lambda batch, generator: strong_views(batch, policy, generator)) if images else None
         # The MLP on user-given features is the model itself: it always trains.

@@ -325,6 +325,7 @@ def test_custom_backbone_callable_and_errors():
         (np.zeros((10, 2)), {"n_clusters": 11}, "n_clusters=11 must be at most n_samples=10"),
         (np.zeros((10, 2)), {"n_neighbors": 10}, "n_neighbors=10 must be below n_samples=10"),
         (np.zeros((10, 2)), {"scan_params": {"lr": 1}}, "unknown keys"),
+        (np.zeros((10, 8, 8)), {"augmentation_params": {"mirror": True}}, "unknown keys.*flip"),
         (np.zeros((10, 2)), {"device": "cuda:7" if not torch.cuda.is_available() else "tpu"}, "device"),
     ],
 )
@@ -339,6 +340,13 @@ def test_nan_and_inf_are_rejected(value):
     X[3, 1] = value
     with pytest.raises(ValueError, match="NaN|infinity"):
         SCANClusterer(**fast_params(n_clusters=2)).fit(X)
+
+
+def test_augmentation_params_change_the_views():
+    images, _ = small_images()
+    plain = SCANClusterer(**image_params()).fit(images)
+    flipped = SCANClusterer(**image_params(augmentation_params={"flip": True, "rotation_degrees": 0.0})).fit(images)
+    assert plain.history_[0]["loss"] != flipped.history_[0]["loss"]
 
 
 def test_predict_checks_the_images_match_the_fit():
