@@ -42,8 +42,19 @@ def _parser():
     cluster.add_argument("images", help="folder of images (searched recursively), or one image list file (.txt, one path per line)")
     cluster.add_argument("--n-clusters", type=int, required=True, help="number of clusters")
     cluster.add_argument("--out", required=True, help="output folder (created if missing)")
-    cluster.add_argument("--image-size", type=int, default=64, help="side of the square the images are resized to (default: 64)")
-    cluster.add_argument("--backbone", default="auto", help="'auto', 'convnet' or 'resnet18' (default: auto)")
+    cluster.add_argument("--image-size", type=int, default=None,
+                         help="side of the square the images are resized to (default: 64; 224 with a pretrained backbone)")
+    cluster.add_argument("--backbone", default="auto",
+                         help="'auto', 'convnet', 'resnet18', or a pretrained model: 'torchvision:resnet50', "
+                              "'timm:<name>', 'hub:<owner/repo>:<name>' (default: auto)")
+    cluster.add_argument("--backbone-weights", default=None,
+                         help="weights of a pretrained backbone: a torchvision weights name or a local .pth file "
+                              "(default: the library's pretrained default, from its cache)")
+    cluster.add_argument("--pretext", choices=("simclr", "none"), default=None,
+                         help="self-supervised pretext task (default: simclr; none for a pretrained backbone)")
+    cluster.add_argument("--fine-tune", action="store_true",
+                         help="train the whole network in the clustering and self-labeling stages, "
+                              "not only the clustering heads")
     cluster.add_argument("--pretext-epochs", type=int, default=60, help="SimCLR epochs (default: 60)")
     cluster.add_argument("--scan-epochs", type=int, default=200, help="clustering-step epochs (default: 200)")
     cluster.add_argument("--selflabel-epochs", type=int, default=20, help="self-labeling epochs; 0 skips it (default: 20)")
@@ -105,20 +116,24 @@ def _write_assignments(path_or_stream, names, labels, confidence):
 
 def _cluster(args):
     from . import SCANClusterer
+    from ._pretrained import is_pretrained_name
     from .report import write_report
 
     source = _image_source(args.images)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    pretrained = is_pretrained_name(args.backbone)
     model = SCANClusterer(
-        n_clusters=args.n_clusters, backbone=args.backbone, n_neighbors=args.n_neighbors, n_heads=args.n_heads,
+        n_clusters=args.n_clusters, backbone=args.backbone, backbone_weights=args.backbone_weights,
+        pretext=args.pretext or ("none" if pretrained else "simclr"), freeze_backbone=not args.fine_tune,
+        n_neighbors=args.n_neighbors, n_heads=args.n_heads,
         pretext_epochs=args.pretext_epochs, scan_epochs=args.scan_epochs, selflabel_epochs=args.selflabel_epochs,
         batch_size=args.batch_size, device=args.device, random_state=args.random_state, image_size=args.image_size,
         n_jobs=args.jobs, verbose=0 if args.quiet else 1,
     )
     try:
         model.fit(source)
-    except ValueError as error:
+    except (ValueError, RuntimeError, ImportError) as error:
         raise SystemExit(f"sklearn-scan: {error}") from error
     names = model.image_names_
     # The fitted labels_ are the assignments; their confidence comes from the final model.
@@ -131,7 +146,7 @@ def _cluster(args):
             writer.writerows(model.skipped_images_)
     model.save(out / "model.pt")
     y_true = _folder_labels(names, source) if args.labels_from_folders and isinstance(source, str) else None
-    details = {"images": args.images, "clusters": args.n_clusters, "image size": args.image_size,
+    details = {"images": args.images, "clusters": args.n_clusters, "image size": model.input_shape_[1],
                "backbone": model.backbone_name_, "device": model.device_,
                "skipped (unreadable) files": len(model.skipped_images_)}
     report = write_report(out, names, model.labels_, confidence, y_true=y_true, details=details,

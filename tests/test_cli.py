@@ -82,3 +82,22 @@ def test_help_lists_every_option(capsys):
     text = capsys.readouterr().out
     for option in ("--n-clusters", "--out", "--image-size", "--labels-from-folders", "assignments.csv", "report.html"):
         assert option in text
+
+
+def test_cluster_with_a_pretrained_backbone_file(photos, tmp_path):
+    import torch
+    import torchvision
+
+    weights = tmp_path / "mobilenet.pth"
+    torch.save(torchvision.models.mobilenet_v3_small(weights=None).state_dict(), weights)
+    out = tmp_path / "pretrained"
+    with pytest.warns(UserWarning, match="Skipped 1 image"):
+        main(["cluster", str(photos), "--n-clusters", "2", "--out", str(out), "--backbone", "torchvision:mobilenet_v3_small",
+              "--backbone-weights", str(weights), "--scan-epochs", "10", "--selflabel-epochs", "0", "--n-heads", "2",
+              "--n-neighbors", "5", "--image-size", "32", "--quiet", "--jobs", "1"])
+    model = SCANClusterer.load(out / "model.pt")
+    assert model.backbone_name_ == "torchvision:mobilenet_v3_small" and model.pretext == "none"
+    assert len(read_csv(out / "assignments.csv")) == 40
+    with pytest.raises(SystemExit, match="is not a file"):
+        main(["cluster", str(photos), "--n-clusters", "2", "--out", str(out), "--backbone", "torchvision:mobilenet_v3_small",
+              "--backbone-weights", str(tmp_path / "missing.pth"), "--quiet"])

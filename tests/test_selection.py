@@ -27,3 +27,14 @@ def test_modularity_recommends_the_number_of_blobs():
     assert all(-1 <= row["modularity"] <= 1 and 0 <= row["confident_share"] <= 1 for row in report.results)
     with pytest.raises(ValueError, match="at least 2"):
         compare_n_clusters(X, [1, 3])
+
+
+def test_overclustering_is_scored_many_to_one():
+    from sklearn_scan import SCANClusterer, clustering_accuracy_score
+
+    X, y = make_blobs(400, centers=4, n_features=6, cluster_std=1.0, random_state=0)
+    model = SCANClusterer(n_clusters=8, n_neighbors=10, n_heads=5, scan_epochs=60, selflabel_epochs=0, batch_size=128,
+                          random_state=0).fit(X.astype(np.float32))
+    assert len(np.unique(model.labels_)) > 4
+    many_to_one = clustering_accuracy_score(y, model.labels_, mapping="many_to_one")
+    assert many_to_one > 0.95 and many_to_one > clustering_accuracy_score(y, model.labels_)
