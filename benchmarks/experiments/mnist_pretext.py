@@ -8,9 +8,15 @@ from sklearn_scan._neighbors import mine_neighbors
 from sklearn_scan._torch_utils import predict_in_batches, make_generator
 from sklearn_scan.metrics import clustering_accuracy_score
 import os
-d = np.load(os.environ.get('MNIST_NPZ', os.path.join(os.path.dirname(__file__), '../../../shared/data/mnist.npz')))
+# DATASET=fashion reads Fashion-MNIST from the Debian package instead of MNIST.
+if os.environ.get('DATASET') == 'fashion':
+    from sklearn_scan.datasets import load_fashion_mnist
+    data = load_fashion_mnist('/usr/share/datasets/fashion-mnist'); train_X, train_y = data.X_train, data.y_train
+else:
+    d = np.load(os.environ.get('MNIST_NPZ', os.path.join(os.path.dirname(__file__), '../../../shared/data/mnist.npz')))
+    train_X, train_y = d['train_X'], d['train_y']
 rng = np.random.default_rng(0); idx = rng.choice(60000, 10000, replace=False)
-X = torch.from_numpy(np.ascontiguousarray(d['train_X'][idx].transpose(0,3,1,2))); y = d['train_y'][idx]
+X = torch.from_numpy(np.ascontiguousarray(train_X[idx].transpose(0,3,1,2))); y = train_y[idx]
 width=int(sys.argv[1]); epochs=int(sys.argv[2]); temp=float(sys.argv[3])
 if os.environ.get('POOLS'):  # e.g. POOLS=0,1: max-pool after these conv blocks instead of the default
     pools = tuple(int(i) for i in os.environ['POOLS'].split(','))
@@ -25,9 +31,11 @@ import dataclasses
 policy = policy_for_images(1, 28, 28)
 if os.environ.get('CROP_MIN'):
     policy = dataclasses.replace(policy, crop_scale=(float(os.environ['CROP_MIN']), 1.0))
+if os.environ.get('FLIP'):
+    policy = dataclasses.replace(policy, flip=True)
 print(policy)
 torch.manual_seed(0); bb, F = B.convnet(1, 28, width=width)
-enc = Encoder(Standardize([0.13],[0.31]), bb, F)
+enc = Encoder(Standardize([float(X.float().mean() / 255)], [float(X.float().std() / 255)]), bb, F)
 t=time.time(); h=[]
 enc,_=train_pretext(enc, X, policy=policy, epochs=epochs, batch_size=int(os.environ.get('BATCH', 256)), device=torch.device('cpu'), generator=make_generator(0), temperature=temp, history=h)
 print("pretext time %.0f"%(time.time()-t), "loss", h[-1]['loss'])
