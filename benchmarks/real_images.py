@@ -143,7 +143,7 @@ def run_seed(name, seed, data_dir, train_size, test_size, quick):
                label_free_score=float(model.score(X_train)),
                confident_share=float(np.mean(model.predict_proba(X_train).max(axis=1) > 0.99)),
                selflabel_confident_share=confident[-1] if confident else None,
-               params=params)
+               stage_seconds=getattr(model, "stage_seconds_", None), params=params)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     for run in runs:
         run.update(peak_memory_mib=peak, torch_threads=torch.get_num_threads(), train_size=len(X_train),

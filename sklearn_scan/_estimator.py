@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import time
 from numbers import Integral, Real
 from pathlib import Path
 
@@ -69,6 +70,18 @@ def _pretrain_encoder(
                 history=history, **pretext_params,
             )
     return encoder.cpu().eval(), backbone_name, history
+
+
+class _StageClock:
+    """Wall time of consecutive stages: ``lap(name)`` closes the stage that just ran."""
+
+    def __init__(self):
+        self.seconds, self.start = {}, time.perf_counter()
+
+    def lap(self, name):
+        now = time.perf_counter()
+        self.seconds[name] = now - self.start
+        self.start = now
 
 
 class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
@@ -179,6 +192,9 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     labels_ : ndarray of shape (n_samples,)
         Cluster of every training sample; clusters are numbered by size,
         largest first, so the labels have no gaps.
+    stage_seconds_ : dict
+        Wall time of each stage of the fit, in seconds ("pretext" is near 0
+        when the encoder came from the ``memory`` cache).
     image_names_ : list or None
         For a folder, files or a Dataset: the file path (or Dataset index)
         of every row of ``labels_``; None for arrays.
@@ -325,6 +341,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         metric = self.metric if self.metric != "auto" else ("cosine" if images else "euclidean")
         common = dict(batch_size=self.batch_size, device=device, verbose=self.verbose)
 
+        clock = _StageClock()
         pretrain = check_memory(self.memory).cache(_pretrain_encoder, ignore=["verbose"])
         pretrained = pretrain.call_and_shelve(
             inputs.numpy(), images, self.backbone, self.backbone_weights, self.pretext if images else "none",
@@ -336,6 +353,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         if history and history[-1].get("interrupted"):
             pretrained.clear()  # never keep a half-trained encoder in the cache
         history = list(history)
+        clock.lap("pretext")
 
         # The data set moves to the device once; batches are indexed there.
         inputs = inputs.to(device)
@@ -343,6 +361,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         features = predict_in_batches(encoder, inputs, device, self.batch_size, images)
         neighbors = mine_neighbors(features, self.n_neighbors, metric=metric, random_state=neighbors_seed)
         history.append({"stage": "neighbors", "n_neighbors": self.n_neighbors, "metric": metric})
+        clock.lap("embedding and neighbours")
 
         policy = None
         if images:
@@ -366,6 +385,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         head_logits = predict_in_batches(trainable, train_inputs, device, self.batch_size, on_images)
         head_losses, _, _ = scan_loss_of_predictions(head_logits, neighbors, self.entropy_weight)
         best_head = int(np.argmin(head_losses))
+        clock.lap("clustering step")
 
         model = ClusterModel(encoder, heads.single_head(best_head))
         if self.selflabel_epochs > 0 and not interrupted:
@@ -378,6 +398,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
                 generator=make_generator(selflabel_seed), history=history,
                 **stage_params["selflabel_params"], **common,
             )
+            clock.lap("self-labeling")
         # A frozen encoder is unchanged since `features` was computed: only the head runs again.
         logits = predict_in_batches(model.head if freeze else model, train_inputs, device, self.batch_size, on_images)
 
@@ -398,6 +419,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         self.head_losses_ = head_losses
         self.best_head_ = best_head
         self.history_ = history
+        self.stage_seconds_ = clock.seconds
         self.labels_ = rank[raw_labels].astype(np.int64)
         self.image_names_ = image_names
         self.skipped_images_ = skipped

@@ -20,7 +20,7 @@ FORMAT_VERSION = 1
 
 _ARRAY_ATTRIBUTES = ("labels_", "neighbors_", "head_losses_")
 _PLAIN_ATTRIBUTES = ("backbone_name_", "input_shape_", "device_", "metric_", "best_head_", "history_", "n_features_in_",
-                     "image_names_", "skipped_images_")
+                     "image_names_", "skipped_images_", "stage_seconds_")
 
 
 def _plain(value):

@@ -153,6 +153,8 @@ def test_refit_is_identical_with_fixed_random_state():
     np.testing.assert_array_equal(first.labels_, second.labels_)
     np.testing.assert_array_equal(first.predict_proba(images), second.predict_proba(images))
     assert first.history_ == second.history_
+    assert set(first.stage_seconds_) == {"pretext", "embedding and neighbours", "clustering step", "self-labeling"}
+    assert all(seconds >= 0 for seconds in first.stage_seconds_.values())
 
 
 def test_fit_leaves_global_torch_rng_alone(blobs):
