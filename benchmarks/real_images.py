@@ -263,6 +263,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="tiny epochs and sizes, to check the harness")
     parser.add_argument("--out", default=str(DOCS))
     parser.add_argument("--from-json", help="re-render the Markdown and PNG from a benchmarks.json, running nothing")
+    parser.add_argument("--append", action="store_true",
+                        help="add to the runs already in OUT/benchmarks.json (replacing those of the same data set and seed)")
     args = parser.parse_args()
     if args.from_json:
         saved = json.loads(Path(args.from_json).read_text())
@@ -276,6 +278,14 @@ def main():
         args.train_size, args.test_size = min(args.train_size, 500), args.test_size or 300
 
     runs, skipped = [], {}
+    if args.append:
+        # Keep earlier runs of other (data set, seed) pairs; this invocation's pairs are run anew.
+        rerun = {(name, seed) for name in args.datasets for seed in args.seeds}
+        earlier = json.loads((Path(args.out) / "benchmarks.json").read_text())
+        runs = [
+            {"commit": earlier["meta"]["commit"], "date": earlier["meta"]["date"], **run}
+            for run in earlier["runs"] if (run["dataset"], run["seed"]) not in rerun
+        ]
     for name in args.datasets:
         source = Path(DATASETS[name]["file"].format(data_dir=args.data_dir))
         if not source.exists():
@@ -284,19 +294,35 @@ def main():
             skipped[name] = reason
             continue
         for seed in args.seeds:
-            runs += in_fresh_process(run_seed, name, seed, args.data_dir, args.train_size, args.test_size, args.quick)
+            commit = source_commit()  # before the run: the code it starts with
+            new_runs = in_fresh_process(run_seed, name, seed, args.data_dir, args.train_size, args.test_size, args.quick)
+            runs += [dict(run, commit=commit, date=time.strftime("%Y-%m-%d")) for run in new_runs]
             # Written after every seed, so an interrupted run keeps what it measured.
             write_reports(runs, skipped, args)
     print()
     print(write_reports(runs, skipped, args) if runs else "Nothing was run.")
 
 
+def source_commit():
+    """The commit checked out, with "-dirty" when tracked files have uncommitted changes."""
+    import subprocess
+
+    described = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], capture_output=True,
+                               text=True, cwd=ROOT)
+    return described.stdout.strip() or "unknown"
+
+
 def write_reports(runs, skipped, args):
     """Write benchmarks.json, .md and .png under ``args.out``; return the Markdown."""
     meta = run_metadata(
         seeds=args.seeds, train_size=args.train_size, test_size=args.test_size, scan_params=SCAN_PARAMS,
-        arguments=" ".join(["--datasets", *args.datasets, "--seeds", *map(str, args.seeds)] + (["--quick"] if args.quick else [])),
+        arguments=" ".join(["--datasets", *args.datasets, "--seeds", *map(str, args.seeds)] + (["--quick"] if args.quick else [])
+                           + (["--append"] if args.append else [])),
     )
+    meta["seeds"] = sorted({run["seed"] for run in runs})
+    # Runs may come from several invocations (--append): name every commit and date they ran at.
+    meta["commit"] = ", ".join(sorted({run.get("commit", meta["commit"]) for run in runs})) or meta["commit"]
+    meta["date"] = ", ".join(sorted({run.get("date", meta["date"]) for run in runs})) or meta["date"]
     rows = summarise(runs)
     agreement = label_free_agreement(runs)
     out = Path(args.out)
