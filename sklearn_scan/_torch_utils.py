@@ -1,7 +1,9 @@
 """Device, randomness, batching and mixed precision: the torch plumbing every stage shares."""
 
 import contextlib
+import contextvars
 import copy
+import functools
 import warnings
 
 import torch
@@ -104,17 +106,59 @@ def shuffled_batches(n_samples, batch_size, generator):
         yield order[start : start + batch_size]
 
 
+_MIXED_PRECISION = contextvars.ContextVar("mixed_precision", default="auto")
+
+
+@contextlib.contextmanager
+def mixed_precision(setting):
+    """Within this block, :func:`autocast` follows ``setting``: "auto", True or False."""
+    token = _MIXED_PRECISION.set(setting)
+    try:
+        yield
+    finally:
+        _MIXED_PRECISION.reset(token)
+
+
+@functools.cache
+def cpu_has_native_bfloat16():
+    """True when this CPU computes bfloat16 in hardware (x86 AVX512-BF16 or AMX; Arm BF16)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = set(cpuinfo.read().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def uses_bfloat16(device):
+    """Whether :func:`autocast` computes in bfloat16 on ``device`` under the current setting.
+
+    "auto": on CUDA, and on CPUs with native bfloat16, where convolutions run
+    about 2.5 times faster (a small CNN's training step on 2 cores of an AMD
+    EPYC with AVX512-BF16); never on MPS. True forces it on CPU and CUDA.
+    """
+    setting = _MIXED_PRECISION.get()
+    if setting is False or device.type not in ("cuda", "cpu"):
+        return False
+    return setting is True or device.type == "cuda" or cpu_has_native_bfloat16()
+
+
 def autocast(device):
-    """bfloat16 autocast on CUDA, nothing elsewhere (CPU and MPS run in float32)."""
-    if device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    """bfloat16 autocast where :func:`uses_bfloat16` says so, float32 otherwise."""
+    if uses_bfloat16(device):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
+def _channels_last(device, images):
+    """Image models run channels-last on CUDA, and on the CPU where bfloat16 is used."""
+    return images and (device.type == "cuda" or (device.type == "cpu" and uses_bfloat16(device)))
+
+
 def prepare_module(module, device, images):
-    """Move a module to ``device``, channels-last for image models on CUDA."""
+    """Move a module to ``device``, channels-last for image models where that is faster."""
     module = module.to(device)
-    if images and device.type == "cuda":
+    if _channels_last(device, images):
         module = module.to(memory_format=torch.channels_last)
     return module
 
@@ -124,7 +168,7 @@ def to_device(batch, device, images):
     batch = batch.to(device, non_blocking=True)
     if batch.dtype == torch.uint8:
         batch = batch.float().div_(255.0)
-    if images and device.type == "cuda":
+    if _channels_last(device, images) and batch.dim() == 4:
         batch = batch.contiguous(memory_format=torch.channels_last)
     return batch
 

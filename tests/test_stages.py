@@ -110,3 +110,28 @@ def test_selflabel_with_augmentations_runs_on_images(digits):
         strong_augment=lambda b, g: strong_views(b, policy, g), history=history,
     )
     assert len(history) == 2 and history[0]["confident_share"] > 0
+
+
+def test_mixed_precision_setting_decides_bfloat16():
+    from sklearn_scan._torch_utils import autocast, mixed_precision, uses_bfloat16
+
+    cpu = torch.device("cpu")
+    with mixed_precision(False):
+        assert not uses_bfloat16(cpu) and not uses_bfloat16(torch.device("cuda"))
+    with mixed_precision(True):
+        assert uses_bfloat16(cpu)
+        with autocast(cpu):
+            assert (torch.ones(2, 3) @ torch.ones(3, 2)).dtype == torch.bfloat16
+    assert not uses_bfloat16(torch.device("mps"))
+
+
+def test_fits_in_float32_and_bfloat16_agree():
+    from sklearn_scan import SCANClusterer
+
+    from .test_estimator import image_params, small_images
+
+    images, y = small_images()
+    exact = SCANClusterer(**image_params(mixed_precision=False, scan_epochs=100)).fit(images)
+    fast = SCANClusterer(**image_params(mixed_precision=True, scan_epochs=100)).fit(images)
+    assert clustering_accuracy_score(y, exact.labels_) == clustering_accuracy_score(y, fast.labels_) == 1.0
+    assert exact.history_ != fast.history_
