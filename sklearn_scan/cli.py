@@ -120,6 +120,8 @@ def _cluster(args):
     from .report import write_report
 
     source = _image_source(args.images)
+    if args.labels_from_folders and not (isinstance(source, str) and Path(source).is_dir()):
+        raise SystemExit("sklearn-scan: --labels-from-folders needs IMAGES to be a folder with one subfolder per class.")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     pretrained = is_pretrained_name(args.backbone)
@@ -145,7 +147,7 @@ def _cluster(args):
             writer.writerow(["path", "reason"])
             writer.writerows(model.skipped_images_)
     model.save(out / "model.pt")
-    y_true = _folder_labels(names, source) if args.labels_from_folders and isinstance(source, str) else None
+    y_true = _folder_labels(names, source) if args.labels_from_folders else None
     details = {"images": args.images, "clusters": args.n_clusters, "image size": model.input_shape_[1],
                "backbone": model.backbone_name_, "device": model.device_,
                "skipped (unreadable) files": len(model.skipped_images_)}

@@ -70,6 +70,10 @@ def test_errors_are_one_line_messages(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit, match="No image files"):
         main(["cluster", str(tmp_path / "empty"), "--n-clusters", "2", "--out", str(tmp_path / "o"), *FAST])
+    listing = tmp_path / "files.txt"
+    listing.write_text("a.png\n")
+    with pytest.raises(SystemExit, match="--labels-from-folders needs"):
+        main(["cluster", str(listing), "--n-clusters", "2", "--out", str(tmp_path / "o"), "--labels-from-folders", *FAST])
     (tmp_path / "model.pt").write_bytes(b"junk")
     with pytest.raises(SystemExit, match="cannot load"):
         main(["predict", str(tmp_path / "model.pt"), str(tmp_path / "empty")])
