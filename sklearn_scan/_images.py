@@ -136,14 +136,16 @@ def load_image_collection(X, image_size, *, n_jobs=None, verbose=0, batch_size=2
     if n_items == 0:
         raise ValueError("The image collection is empty.")
     names = source if isinstance(source, list) else list(range(n_items))
-    images, kept, skipped = [], [], []
+    # Filled in order with the images that decode, so peak memory is one resized copy.
+    images = np.empty((n_items, image_size, image_size, 3), dtype=np.uint8)
+    kept, skipped = [], []
     starts = range(0, n_items, batch_size)
     with Parallel(n_jobs=n_jobs, prefer="threads") as parallel:
         for start in progress(starts, verbose, desc="decoding images", total=len(starts)):
             indices = range(start, min(start + batch_size, n_items))
             for index, (pixels, error) in zip(indices, parallel(delayed(_decode_one)(source, i, image_size) for i in indices)):
                 if error is None:
-                    images.append(pixels)
+                    images[len(kept)] = pixels
                     kept.append(names[index])
                 else:
                     skipped.append((names[index], error))
@@ -151,6 +153,6 @@ def load_image_collection(X, image_size, *, n_jobs=None, verbose=0, batch_size=2
         shown = "; ".join(f"{name} ({reason})" for name, reason in skipped[:3])
         more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
         warnings.warn(f"Skipped {len(skipped)} image(s) that could not be read: {shown}{more}.", UserWarning)
-    if not images:
+    if not kept:
         raise ValueError(f"None of the {n_items} images could be read; the first error: {skipped[0][1]}.")
-    return np.stack(images), kept, skipped
+    return images[: len(kept)], kept, skipped

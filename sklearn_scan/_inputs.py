@@ -38,7 +38,8 @@ def to_model_inputs(X):
             raise ValueError(
                 f"Integer images must hold values in 0-255; got values from {low} to {high}."
             )
-        pixels = np.array(X, dtype=np.uint8, copy=True)
+        # One copy, straight into the (N, C, H, W) layout.
+        return torch.from_numpy(np.array(X.transpose(0, 3, 1, 2), dtype=np.uint8, order="C", copy=True)), True
     else:
         low, high = float(X.min()), float(X.max())
         if low < -1e-6 or high > 1 + 1e-6:
