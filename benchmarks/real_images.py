@@ -307,12 +307,16 @@ def main():
 
 
 def source_commit():
-    """The commit checked out, with "-dirty" when tracked files have uncommitted changes."""
+    """The commit checked out, with "-dirty" when the library or benchmark code has uncommitted changes.
+
+    (The reports this script writes under docs/ do not count.)
+    """
     import subprocess
 
-    described = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], capture_output=True,
-                               text=True, cwd=ROOT)
-    return described.stdout.strip() or "unknown"
+    commit = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    changed = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "sklearn_scan", "benchmarks", "pyproject.toml"],
+                             cwd=ROOT)
+    return (commit.stdout.strip() or "unknown") + ("-dirty" if changed.returncode == 1 else "")
 
 
 def write_reports(runs, skipped, args):
