@@ -191,7 +191,8 @@ def markdown(rows, skipped, agreement, meta):
         f"{test_split} with `predict`. "
         f"Mean ± std over seeds {meta['seeds']}; every (data set, seed) in its own process, one after another on "
         f"one machine ({meta['machine']}, {meta['cpus']} CPUs, torch {meta['torch']}). Produced by "
-        f"`python benchmarks/real_images.py {meta['arguments']}` on {meta['date']} at commit {meta['commit']}.",
+        f"`python benchmarks/real_images.py {meta['arguments']}` on {meta['date']} at commit {meta['commit']}"
+        + (" (with --append, earlier runs are kept: each run's commit is in benchmarks.json)." if "--append" in meta["arguments"] else "."),
         "",
         "| data set | method | ACC | NMI | ARI | time (s, median) | peak memory (MiB) |",
         "|---|---|---|---|---|---|---|",
