@@ -60,7 +60,6 @@ def save_model(estimator, path):
         "dropped_params": dropped,
         "attributes": {name: _to_plain(getattr(estimator, name)) for name in _PLAIN_ATTRIBUTES},
         "arrays": {name: torch.from_numpy(np.ascontiguousarray(getattr(estimator, name))) for name in _ARRAY_ATTRIBUTES},
-        "encoder_out_features": estimator.model_.encoder.out_features,
         "state_dict": {key: value.detach().cpu() for key, value in estimator.model_.state_dict().items()},
     }
     torch.save(state, Path(path))

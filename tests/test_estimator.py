@@ -1,6 +1,4 @@
-import io
 import pickle
-import warnings
 
 import joblib
 import numpy as np
