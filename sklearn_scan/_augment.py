@@ -7,14 +7,14 @@ Python loop. ``weak_views`` gives SimCLR's views, ``strong_views`` the
 RandAugment-style views used for self-labeling.
 """
 
+import dataclasses
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class AugmentationPolicy:
     """How strongly to augment images of one kind; see :func:`policy_for_images`."""
 
@@ -33,8 +33,8 @@ class AugmentationPolicy:
     augment_scan: bool = True
 
 
-def policy_for_images(n_channels, height, width):
-    """The augmentation policy for images of this shape.
+def policy_for_images(n_channels, height, width, **changes):
+    """The augmentation policy for images of this shape, with ``changes`` to its fields.
 
     Colour images get SimCLR's recipe (crops of 20-100% of the area,
     horizontal flips, colour jitter, random grayscale). Grayscale images
@@ -46,9 +46,9 @@ def policy_for_images(n_channels, height, width):
     augmentation in the clustering stage was not seen to help (benchmarks/experiments/).
     """
     if n_channels == 3:
-        return AugmentationPolicy()
+        return AugmentationPolicy(**changes)
     small = min(height, width) < 16
-    return AugmentationPolicy(
+    policy = AugmentationPolicy(
         crop_scale=(0.6, 1.0) if small else (0.4, 1.0),
         flip=False,
         rotation_degrees=10.0 if small else 15.0,
@@ -61,6 +61,7 @@ def policy_for_images(n_channels, height, width):
         strong_ops=2,
         augment_scan=False,
     )
+    return dataclasses.replace(policy, **changes)
 
 
 def _uniform(generator, size, low, high):

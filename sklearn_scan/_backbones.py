@@ -260,8 +260,7 @@ class ClusteringHeads(nn.Module):
     def single_head(self, head):
         """A :class:`ClusterHead` (B, F) -> (B, n_clusters) copied from head ``head``."""
         start = head * self.n_clusters
-        outputs = select_outputs(self.linear, torch.arange(start, start + self.n_clusters))
-        return ClusterHead(copy.deepcopy(self.trunk), outputs)
+        return ClusterHead(self.trunk, self.linear).reorder(torch.arange(start, start + self.n_clusters))
 
 
 class ClusterHead(nn.Module):
@@ -276,7 +275,7 @@ class ClusterHead(nn.Module):
         return self.linear(self.trunk(features))
 
     def reorder(self, order):
-        """A copy whose output i is this head's output ``order[i]``."""
+        """A copy whose output i is this head's output ``order[i]`` (a subset of outputs keeps only those)."""
         return ClusterHead(copy.deepcopy(self.trunk), select_outputs(self.linear, order))
 
 

@@ -72,7 +72,7 @@ def _pretrain_encoder(
         )
         if pretext == "simclr" and epochs > 0:
             encoder, _ = train_pretext(
-                encoder, inputs, policy=dataclasses.replace(policy_for_images(*inputs.shape[1:]), **augmentation),
+                encoder, inputs, policy=policy_for_images(*inputs.shape[1:], **augmentation),
                 epochs=epochs,
                 batch_size=batch_size, device=device, generator=make_generator(seed), verbose=verbose,
                 history=history, **pretext_params,
@@ -384,9 +384,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         history.append({"stage": "neighbors", "n_neighbors": self.n_neighbors, "metric": metric})
         clock.lap("embedding and neighbours")
 
-        policy = None
-        if images:
-            policy = dataclasses.replace(policy_for_images(*inputs.shape[1:]), **stage_params["augmentation_params"])
+        policy = policy_for_images(*inputs.shape[1:], **stage_params["augmentation_params"]) if images else None
         weak = (lambda batch, generator: weak_views(batch, policy, generator)) if images else None
         strong = (lambda batch, generator: strong_views(batch, policy, generator)) if images else None
         # The MLP on user-given features is the model itself: it always trains.
@@ -564,7 +562,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def _apply(self, module, inputs, images):
         device = inference_device(self.device_)
-        with mixed_precision(getattr(self, "mixed_precision", "auto")):
+        with mixed_precision(self.mixed_precision):
             return predict_in_batches(module, inputs, device, self.batch_size, images)
 
     # ----------------------------------------------------------- validation
