@@ -4,7 +4,6 @@ import dataclasses
 import os
 import time
 from numbers import Integral, Real
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,7 +16,7 @@ from torch import nn
 from ._augment import AugmentationPolicy, policy_for_images, strong_views, weak_views
 from ._backbones import ClusteringHeads, ClusterModel, Frozen, build_encoder
 from ._inputs import per_channel_statistics, to_model_inputs
-from ._images import is_image_collection, list_image_files, load_image_collection
+from ._images import collection_names, is_image_collection, load_image_collection
 from ._neighbors import mine_neighbors
 from ._pretrained import is_pretrained_name
 from ._persistence import load_model, save_model
@@ -41,6 +40,13 @@ SCORE_ENTROPY_WEIGHT = 5.0
 #: Side of the square images decoded from files when ``image_size`` is None.
 DEFAULT_IMAGE_SIZE = 64
 PRETRAINED_IMAGE_SIZE = 224
+
+
+def collection_image_size(image_size, backbone):
+    """The side image files are decoded at: ``image_size``, or the default for ``backbone``."""
+    if image_size:
+        return image_size
+    return PRETRAINED_IMAGE_SIZE if is_pretrained_name(backbone) else DEFAULT_IMAGE_SIZE
 
 _STAGE_PARAMS = {
     "augmentation_params": tuple(field.name for field in dataclasses.fields(AugmentationPolicy)),
@@ -340,10 +346,10 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     def _fit(self, X):
         image_names, skipped = None, []
         if is_image_collection(X):
-            X, image_names, skipped = load_image_collection(
-                X, self.image_size or (PRETRAINED_IMAGE_SIZE if is_pretrained_name(self.backbone) else DEFAULT_IMAGE_SIZE),
-                n_jobs=self.n_jobs, verbose=self.verbose,
+            X, names, kept, skipped = load_image_collection(
+                X, collection_image_size(self.image_size, self.backbone), n_jobs=self.n_jobs, verbose=self.verbose
             )
+            image_names = [names[index] for index in kept]
         inputs, images = self._validate(X, reset=True)
         n_samples = len(inputs)
         if self.n_clusters > n_samples:
@@ -501,11 +507,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         A folder's files in sorted order, the given paths as str, or the
         Dataset's indices; for arrays, ``range(n_samples)``.
         """
-        if not is_image_collection(X):
-            return list(range(len(X)))
-        if isinstance(X, (str, os.PathLike)):
-            return list_image_files(X) if Path(X).is_dir() else [str(X)]
-        return [str(item) for item in X] if isinstance(X, (list, tuple)) else list(range(len(X)))
+        return collection_names(X) if is_image_collection(X) else list(range(len(X)))
 
     def score(self, X, y=None):
         """Minus the SCAN loss on X, with no labels: higher is better.
@@ -528,32 +530,30 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     def _decoded(self, X):
         """X as an array: image collections are decoded at the fitted image size.
 
-        Returns ``(array, rows)``: ``rows`` are the positions in the collection
-        of the images that decoded (None for arrays).
+        Returns ``(array, rows, n_rows)``: ``rows`` are the positions among the
+        collection's ``n_rows`` items of the images that decoded (None for arrays).
         """
         if not is_image_collection(X):
-            return X, None
+            return X, None, None
         check_is_fitted(self)
         if len(self.input_shape_) != 3 or self.input_shape_[1] != self.input_shape_[2]:
             raise ValueError(
                 "This model was not fitted on square images, so it cannot take image files; "
                 f"it takes arrays like those it was fitted on (per-sample shape {self.input_shape_})."
             )
-        names = self.image_names(X)
-        pixels, kept, _ = load_image_collection(X, self.input_shape_[1], n_jobs=self.n_jobs, verbose=self.verbose)
-        if self.input_shape_[0] == 1:
-            pixels = np.round(pixels @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
-        position = {name: index for index, name in enumerate(names)}
-        return pixels, np.array([position[name] for name in kept], dtype=np.int64)
+        channels, size, _ = self.input_shape_
+        pixels, names, kept, _ = load_image_collection(
+            X, size, channels=channels, n_jobs=self.n_jobs, verbose=self.verbose
+        )
+        return pixels, kept, len(names)
 
     def _per_sample(self, X, compute, missing):
         """``compute(inputs, images)`` on X; rows of unreadable files are filled with ``missing``."""
-        array, rows = self._decoded(X)
+        array, rows, n_rows = self._decoded(X)
         inputs, images = self._validate(array, reset=False)
         values = np.asarray(compute(inputs, images))
         if rows is None:
             return values
-        n_rows = len(self.image_names(X))
         if np.isnan(missing):
             values = values.astype(np.float64)
         filled = np.full((n_rows,) + values.shape[1:], missing, dtype=values.dtype)

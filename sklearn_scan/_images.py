@@ -19,6 +19,9 @@ from joblib import Parallel, delayed
 
 from ._torch_utils import progress
 
+#: ITU-R 601 luma weights, for models fitted on grayscale images.
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
+
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".ppm", ".tif", ".tiff", ".webp")
 
 
@@ -115,29 +118,35 @@ def _decode_one(source, index, image_size):
         return None, f"{type(exc).__name__}: {exc}"
 
 
-def load_image_collection(X, image_size, *, n_jobs=None, verbose=0, batch_size=256):
-    """Decode a folder, a list of files or a Dataset into resized RGB pixels.
-
-    Returns ``(images, names, skipped)``: a uint8 array (N, image_size,
-    image_size, 3) of the images that decoded, their names (file paths as
-    str, or Dataset indices), and ``[(name, reason), ...]`` for those that
-    did not. Decoding runs in ``n_jobs`` threads, one batch at a time.
-    """
+def collection_names(X):
+    """The name of every item of an image collection: file paths as str, or Dataset indices."""
     if isinstance(X, (str, os.PathLike)):
         path = Path(X)
         if not path.exists():
             raise ValueError(f"{path} does not exist; pass a folder of images, an image file or a list of files.")
-        source = list_image_files(path) if path.is_dir() else [str(path)]
-    elif isinstance(X, (list, tuple)):
-        source = [str(item) for item in X]
-    else:
-        source = X
-    n_items = len(source)
+        return list_image_files(path) if path.is_dir() else [str(path)]
+    if isinstance(X, (list, tuple)):
+        return [str(item) for item in X]
+    return list(range(len(X)))
+
+
+def load_image_collection(X, image_size, *, channels=3, n_jobs=None, verbose=0, batch_size=256):
+    """Decode a folder, a list of files or a Dataset into resized pixels.
+
+    Returns ``(images, names, kept, skipped)``: a uint8 array (K, image_size,
+    image_size, channels) of the K images that decoded (``channels=1`` gives
+    their luma), the names of all items (:func:`collection_names`), the
+    positions (K,) in ``names`` of the decoded images, and ``[(name,
+    reason), ...]`` for those that did not decode. Decoding runs in
+    ``n_jobs`` threads, one batch at a time.
+    """
+    names = collection_names(X)
+    source = names if isinstance(X, (str, os.PathLike, list, tuple)) else X
+    n_items = len(names)
     if n_items == 0:
         raise ValueError("The image collection is empty.")
-    names = source if isinstance(source, list) else list(range(n_items))
     # Filled in order with the images that decode, so peak memory is one resized copy.
-    images = np.empty((n_items, image_size, image_size, 3), dtype=np.uint8)
+    images = np.empty((n_items, image_size, image_size, channels), dtype=np.uint8)
     kept, skipped = [], []
     starts = range(0, n_items, batch_size)
     with Parallel(n_jobs=n_jobs, prefer="threads") as parallel:
@@ -145,8 +154,8 @@ def load_image_collection(X, image_size, *, n_jobs=None, verbose=0, batch_size=2
             indices = range(start, min(start + batch_size, n_items))
             for index, (pixels, error) in zip(indices, parallel(delayed(_decode_one)(source, i, image_size) for i in indices)):
                 if error is None:
-                    images[len(kept)] = pixels
-                    kept.append(names[index])
+                    images[len(kept)] = pixels if channels == 3 else np.round(pixels @ LUMA_WEIGHTS)[..., None]
+                    kept.append(index)
                 else:
                     skipped.append((names[index], error))
     if skipped:
@@ -155,4 +164,4 @@ def load_image_collection(X, image_size, *, n_jobs=None, verbose=0, batch_size=2
         warnings.warn(f"Skipped {len(skipped)} image(s) that could not be read: {shown}{more}.", UserWarning)
     if not kept:
         raise ValueError(f"None of the {n_items} images could be read; the first error: {skipped[0][1]}.")
-    return images[: len(kept)], kept, skipped
+    return images[: len(kept)], names, np.array(kept, dtype=np.int64), skipped

@@ -45,9 +45,11 @@ def test_listing_is_recursive_sorted_and_ignores_other_files(photo_folder):
 def test_decoding_skips_broken_files_with_a_warning(photo_folder):
     folder, images = photo_folder
     with pytest.warns(UserWarning, match="Skipped 1 image"):
-        pixels, names, skipped = load_image_collection(folder, 8, n_jobs=2)
+        pixels, all_names, kept, skipped = load_image_collection(folder, 8, n_jobs=2)
+    names = [all_names[index] for index in kept]
     assert pixels.shape == (40, 8, 8, 3) and pixels.dtype == np.uint8
-    assert len(names) == 40 and skipped[0][0].endswith("broken.jpg")
+    assert len(all_names) == 41 and len(names) == 40 and skipped[0][0].endswith("broken.jpg")
+    assert all_names[[i for i in range(41) if i not in kept][0]] == skipped[0][0]
     # PNG is lossless and the size already matches: the pixels come back exactly.
     np.testing.assert_array_equal(pixels[names.index(str(folder / "top" / "003.png"))], images[3])
     with pytest.raises(ValueError, match="does not exist"):
@@ -67,7 +69,7 @@ def test_every_mode_becomes_rgb(tmp_path, mode):
     image = Image.new(mode, (12, 9))
     path = tmp_path / ("image.tif" if mode in ("I;16", "CMYK") else "image.png")
     image.save(path)
-    pixels, _, skipped = load_image_collection([path], 6)
+    pixels, _, _, skipped = load_image_collection([path], 6)
     assert pixels.shape == (1, 6, 6, 3) and not skipped
     if mode in ("RGBA", "LA"):
         assert pixels.min() == 255  # fully transparent pixels are composited onto white
@@ -76,7 +78,7 @@ def test_every_mode_becomes_rgb(tmp_path, mode):
 def test_large_jpeg_is_decoded_at_the_small_size(tmp_path):
     big = np.random.default_rng(0).integers(0, 255, (1200, 1600, 3), dtype=np.uint8)
     Image.fromarray(big).save(tmp_path / "big.jpg", quality=80)
-    pixels, _, _ = load_image_collection(tmp_path, 32)
+    pixels, _, _, _ = load_image_collection(tmp_path, 32)
     assert pixels.shape == (1, 32, 32, 3)
 
 
@@ -98,7 +100,8 @@ def test_fit_on_a_folder_matches_fit_on_the_same_pixels(photo_folder):
     params = fast_params(n_clusters=2, pretext_epochs=2, scan_epochs=50, batch_size=32, image_size=8)
     with pytest.warns(UserWarning, match="Skipped 1 image"):
         from_files = SCANClusterer(**params).fit(folder)
-    pixels, names, _ = load_image_collection(folder, 8)
+    pixels, all_names, kept, _ = load_image_collection(folder, 8)
+    names = [all_names[index] for index in kept]
     from_array = SCANClusterer(**params).fit(pixels)
     np.testing.assert_array_equal(from_files.labels_, from_array.labels_)
     assert from_files.image_names_ == names and from_array.image_names_ is None
@@ -122,6 +125,9 @@ def test_fit_on_a_folder_matches_fit_on_the_same_pixels(photo_folder):
     before = list(chosen)
     np.testing.assert_array_equal(from_files.predict(chosen), labels[:3])
     assert chosen == before
+    # The same file twice gets two rows, both filled.
+    twice = from_files.predict([files[0], files[0]])
+    assert twice[0] == twice[1] == labels[0]
 
 
 def test_fit_on_a_dataset_skips_failing_items():
