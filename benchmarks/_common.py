@@ -43,8 +43,18 @@ def run_metadata(**extra):
     """Machine, torch version, date and commit of a benchmark run."""
     import torch
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     return {
         "machine": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,
-        "date": time.strftime("%Y-%m-%d"), "commit": commit.stdout.strip() or "unknown", **extra,
+        "date": time.strftime("%Y-%m-%d"), "commit": source_commit(), **extra,
     }
+
+
+def source_commit():
+    """The commit checked out, with "-dirty" when the library or benchmark code has uncommitted changes.
+
+    (Reports the benchmarks write under docs/ do not count.)
+    """
+    commit = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    changed = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "sklearn_scan", "benchmarks", "pyproject.toml"],
+                             cwd=ROOT)
+    return (commit.stdout.strip() or "unknown") + ("-dirty" if changed.returncode == 1 else "")

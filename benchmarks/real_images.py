@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import ROOT, in_fresh_process, run_metadata, summary_row, table_cells
+from _common import ROOT, in_fresh_process, run_metadata, source_commit, summary_row, table_cells
 
 DOCS = ROOT / "docs"
 
@@ -305,19 +305,6 @@ def main():
             write_reports(runs, skipped, args)
     print()
     print(write_reports(runs, skipped, args) if runs else "Nothing was run.")
-
-
-def source_commit():
-    """The commit checked out, with "-dirty" when the library or benchmark code has uncommitted changes.
-
-    (The reports this script writes under docs/ do not count.)
-    """
-    import subprocess
-
-    commit = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], capture_output=True, text=True, cwd=ROOT)
-    changed = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "sklearn_scan", "benchmarks", "pyproject.toml"],
-                             cwd=ROOT)
-    return (commit.stdout.strip() or "unknown") + ("-dirty" if changed.returncode == 1 else "")
 
 
 def write_reports(runs, skipped, args):
