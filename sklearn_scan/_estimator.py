@@ -212,6 +212,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     labels_ : ndarray of shape (n_samples,)
         Cluster of every training sample; clusters are numbered by size,
         largest first, so the labels have no gaps.
+    confidence_ : ndarray of shape (n_samples,)
+        Top cluster probability of every training sample (that of ``labels_``).
     stage_seconds_ : dict
         Wall time of each stage of the fit, in seconds ("pretext" is near 0
         when the encoder came from the ``memory`` cache).
@@ -446,6 +448,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         self.history_ = history
         self.stage_seconds_ = clock.seconds
         self.labels_ = rank[raw_labels].astype(np.int64)
+        self.confidence_ = torch.softmax(torch.from_numpy(logits).double(), dim=1).max(dim=1).values.numpy()
         self.image_names_ = image_names
         self.skipped_images_ = skipped
         return self

@@ -18,7 +18,7 @@ from ._backbones import ClusterHead, ClusterModel, _head_trunk, build_encoder
 FORMAT = "sklearn-scan-model"
 FORMAT_VERSION = 1
 
-_ARRAY_ATTRIBUTES = ("labels_", "neighbors_", "head_losses_")
+_ARRAY_ATTRIBUTES = ("labels_", "confidence_", "neighbors_", "head_losses_")
 _PLAIN_ATTRIBUTES = ("backbone_name_", "input_shape_", "device_", "metric_", "best_head_", "history_", "n_features_in_",
                      "image_names_", "skipped_images_", "stage_seconds_")
 

@@ -7,7 +7,6 @@
 import argparse
 import csv
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -138,8 +137,7 @@ def _cluster(args):
     except (ValueError, RuntimeError, ImportError) as error:
         raise SystemExit(f"sklearn-scan: {error}") from error
     names = model.image_names_
-    # The fitted labels_ are the assignments; their confidence comes from the final model.
-    confidence = _probabilities_of_fitted(model, names).max(axis=1)
+    confidence = model.confidence_
     _write_assignments(out / "assignments.csv", names, model.labels_, confidence)
     if model.skipped_images_:
         with open(out / "skipped.csv", "w", newline="", encoding="utf-8") as stream:
@@ -156,14 +154,6 @@ def _cluster(args):
     print(f"Clustered {len(names):,} images into {len(np.unique(model.labels_))} clusters "
           f"({len(model.skipped_images_)} unreadable files skipped).")
     print(f"Wrote {out / 'assignments.csv'}, {out / 'model.pt'} and {report}")
-
-
-def _probabilities_of_fitted(model, names):
-    """Cluster probabilities of the fitted images, decoded once more at the fitted size."""
-    with warnings.catch_warnings():
-        # Files that failed during fit fail again; they are already in skipped.csv.
-        warnings.simplefilter("ignore", UserWarning)
-        return model.predict_proba(names)
 
 
 def _predict(args):

@@ -152,6 +152,7 @@ def test_refit_is_identical_with_fixed_random_state():
     np.testing.assert_array_equal(first.predict_proba(images), second.predict_proba(images))
     assert first.history_ == second.history_
     assert set(first.stage_seconds_) == {"pretext", "embedding and neighbours", "clustering step", "self-labeling"}
+    np.testing.assert_allclose(first.confidence_, first.predict_proba(images).max(axis=1), atol=1e-2)
     assert all(seconds >= 0 for seconds in first.stage_seconds_.values())
 
 
@@ -202,6 +203,7 @@ def test_save_and_load_with_weights_only(kind, tmp_path, blobs):
     np.testing.assert_array_equal(restored.predict(X), model.predict(X))
     np.testing.assert_allclose(restored.predict_proba(X), model.predict_proba(X), rtol=1e-6)
     np.testing.assert_array_equal(restored.labels_, model.labels_)
+    np.testing.assert_array_equal(restored.confidence_, model.confidence_)
     np.testing.assert_array_equal(restored.neighbors_, model.neighbors_)
     assert restored.history_ == model.history_
     assert restored.input_shape_ == model.input_shape_
