@@ -101,11 +101,9 @@ def _timm(name, weights, load_weights):
     overlay = {"file": str(weights)} if weights is not None and load_weights else None
     try:
         model = timm.create_model(name, pretrained=load_weights, num_classes=0, pretrained_cfg_overlay=overlay)
-    except RuntimeError as exc:
+    except (OSError, RuntimeError) as exc:
         if "Unknown model" in str(exc):
             raise ValueError(f"{spec!r}: timm has no model named {name!r}; see timm.list_models().") from exc
-        raise _weights_error(spec, exc, "put the weights in the Hugging Face cache (HF_HOME)") from exc
-    except OSError as exc:
         raise _weights_error(spec, exc, "put the weights in the Hugging Face cache (HF_HOME)") from exc
     config = resolve_data_config({}, model=model)
     return Pretrained(model, int(config["input_size"][-1]), tuple(config["mean"]), tuple(config["std"]))
