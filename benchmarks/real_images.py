@@ -51,7 +51,8 @@ DATASETS = {
 # same pretext epochs (0.947 against 0.938 at 25 epochs; benchmarks/experiments/).
 # With bfloat16 on this CPU (mixed_precision="auto") a pretext epoch of the
 # default CNN on 10,000 images takes about 5 s for 28x28x1 and 32x32x3 images
-# on 2 cores (10-12 s in float32), so the epochs fill about two thirds of the budget.
+# on 2 cores (10-17 s in float32; benchmarks/profile_step.py), so the epochs fill about
+# two thirds of the budget.
 SCAN_PARAMS = {
     "mnist": dict(pretext_epochs=100, scan_epochs=200, selflabel_epochs=10, batch_size=128),
     "fashion_mnist": dict(pretext_epochs=100, scan_epochs=200, selflabel_epochs=10, batch_size=128),

@@ -200,9 +200,10 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         Threads that decode image files (-1: all cores).
     mixed_precision : "auto" or bool, default="auto"
         Compute in bfloat16 (weights stay float32). "auto": on CUDA, and on
-        CPUs with native bfloat16 (AVX512-BF16, AMX), where a small CNN's
-        training step ran 2.8 times faster (with channels-last tensors) on
-        2 cores of an AMD EPYC; float32 elsewhere. False always computes in
+        CPUs with native bfloat16 (AVX512-BF16, AMX), where a pretext epoch
+        of the small CNN took half the time or less (with channels-last
+        tensors) on 2 cores of an AMD EPYC (benchmarks/profile_step.py);
+        float32 elsewhere. False always computes in
         float32; results then match across CPUs of either kind.
     verbose : int, default=0
         1 shows a progress bar per stage with its current loss.

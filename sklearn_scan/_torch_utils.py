@@ -133,8 +133,8 @@ def cpu_has_native_bfloat16():
 def uses_bfloat16(device):
     """Whether :func:`autocast` computes in bfloat16 on ``device`` under the current setting.
 
-    "auto": on CUDA, and on CPUs with native bfloat16, where convolutions run
-    about 2.5 times faster (a small CNN's training step on 2 cores of an AMD
+    "auto": on CUDA, and on CPUs with native bfloat16, where a small CNN's
+    training step ran about twice as fast (benchmarks/profile_step.py, AMD
     EPYC with AVX512-BF16); never on MPS. True forces it on CPU and CUDA.
     """
     setting = _MIXED_PRECISION.get()
