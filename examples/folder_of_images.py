@@ -8,7 +8,8 @@ copy exists, otherwise from scikit-learn's digits; then runs
     sklearn-scan predict RESULT/model.pt NEW_PHOTOS
 
 Open RESULT/report.html in a browser. Run: python examples/folder_of_images.py [--out DIR]
-(a few minutes on 2 CPU cores).
+(37 s on 2 CPU cores here, 2026-11-30; ACC 0.51 against the folders: grayscale photos of every
+class gathered in one cluster).
 """
 
 import argparse
