@@ -1,6 +1,7 @@
 """Choose SCAN's entropy weight with GridSearchCV, with and without labels.
 
-Run with ``.venv/bin/python examples/grid_search.py`` (about 3 to 4 minutes on 2 CPU cores).
+Run with ``.venv/bin/python examples/grid_search.py`` (2.5 minutes on 2 CPU cores, 2026-11-30;
+both searches chose entropy_weight=5).
 Without labels, GridSearchCV ranks models by ``SCANClusterer.score`` (minus the
 SCAN loss); with labels, by the Hungarian-matched accuracy. Both are printed so
 that you can see how far the label-free choice agrees with the labelled one.
