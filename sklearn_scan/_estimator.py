@@ -353,7 +353,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
                 X, collection_image_size(self.image_size, self.backbone), n_jobs=self.n_jobs, verbose=self.verbose
             )
             image_names = [names[index] for index in kept]
-        inputs, images = self._validate(X, reset=True)
+        inputs, images = self._validate(X, reset=True, copy=image_names is None)
         n_samples = len(inputs)
         if self.n_clusters > n_samples:
             raise ValueError(f"n_clusters={self.n_clusters} must be at most n_samples={n_samples}.")
@@ -521,7 +521,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         (5.0) so that scores compare across ``entropy_weight`` values. ``y``
         is ignored.
         """
-        inputs, images = self._validate(self._decoded(X)[0], reset=False)
+        array, rows, _ = self._decoded(X)
+        inputs, images = self._validate(array, reset=False, copy=rows is None)
         if len(inputs) < 2:
             raise ValueError(f"score needs at least 2 samples to mine neighbours; got n_samples={len(inputs)}.")
         features = self._apply(self.model_.encoder, inputs, images)
@@ -554,7 +555,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     def _per_sample(self, X, compute, missing):
         """``compute(inputs, images)`` on X; rows of unreadable files are filled with ``missing``."""
         array, rows, n_rows = self._decoded(X)
-        inputs, images = self._validate(array, reset=False)
+        inputs, images = self._validate(array, reset=False, copy=rows is None)
         values = np.asarray(compute(inputs, images))
         if rows is None:
             return values
@@ -570,8 +571,12 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             return predict_in_batches(module, inputs, device, self.batch_size, images)
 
     # ----------------------------------------------------------- validation
-    def _validate(self, X, reset):
-        """Validate X and adapt it to the tensor the network takes."""
+    def _validate(self, X, reset, copy=True):
+        """Validate X and adapt it to the tensor the network takes.
+
+        ``copy=False`` for images the library decoded itself, which the
+        tensor may share (no second copy of a large collection).
+        """
         # Arrays are checked before validate_data so that a shape mismatch gets our message, not
         # its feature count; other array-likes once they are arrays.
         checked_early = not reset and hasattr(X, "shape")
@@ -584,7 +589,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         )
         if not reset and not checked_early:
             self._check_same_kind_of_input(X.shape)
-        return to_model_inputs(X)
+        return to_model_inputs(X, copy=copy)
 
     def _check_same_kind_of_input(self, shape):
         """Raise a clear error when X at predict time differs from X at fit time."""

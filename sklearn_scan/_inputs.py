@@ -4,14 +4,15 @@ import numpy as np
 import torch
 
 
-def to_model_inputs(X):
+def to_model_inputs(X, copy=True):
     """Adapt a validated array to the tensor every stage takes, without modifying X.
 
     X: (N, D) features, (N, H, W) grayscale images or (N, H, W, C) images with
     C in {1, 3}, integer (0-255) or float (0-1).
     Returns ``(inputs, images)``: a CPU tensor, (N, D) float32 for features or
     (N, C, H, W) for images (uint8 for integer input, float32 otherwise), and
-    whether X holds images.
+    whether X holds images. ``copy=False`` lets uint8 images share X's
+    memory, as a channels-last view (for arrays the library decoded itself).
     """
     if X.ndim == 2:
         return torch.from_numpy(np.array(X, dtype=np.float32, copy=True)), False
@@ -38,6 +39,8 @@ def to_model_inputs(X):
             raise ValueError(
                 f"Integer images must hold values in 0-255; got values from {low} to {high}."
             )
+        if not copy and X.dtype == np.uint8:
+            return torch.from_numpy(X).permute(0, 3, 1, 2), True
         # One copy, straight into the (N, C, H, W) layout.
         return torch.from_numpy(np.array(X.transpose(0, 3, 1, 2), dtype=np.uint8, order="C", copy=True)), True
     else:
@@ -51,16 +54,27 @@ def to_model_inputs(X):
     return torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2))), True
 
 
-def per_channel_statistics(inputs, images):
+def per_channel_statistics(inputs, images, chunk_elements=2**24):
     """Mean and std per channel (images) or per feature, as float32 tensors.
 
-    inputs: (N, C, H, W) or (N, D). A constant channel gets std 1.
+    inputs: (N, C, H, W) or (N, D), uint8 (0-255, scaled to 0-1) or float.
+    Summed in float64 over chunks of about ``chunk_elements`` values, so
+    memory stays at one chunk however large the data set. A constant
+    channel gets std 1.
     """
-    values = inputs.float()
-    if inputs.dtype == torch.uint8:
-        values = values / 255.0
     dims = (0, 2, 3) if images else (0,)
-    mean = values.mean(dim=dims)
-    std = values.std(dim=dims)
+    per_sample = max(1, inputs[0].numel())
+    rows = max(1, chunk_elements // per_sample)
+    total = squares = 0.0
+    for start in range(0, len(inputs), rows):
+        values = inputs[start : start + rows].double()
+        total = total + values.sum(dim=dims)
+        squares = squares + values.square().sum(dim=dims)
+    count = inputs.numel() / inputs.shape[1]
+    mean = total / count
+    variance = (squares - count * mean.square()).clamp(min=0.0) / max(count - 1, 1)
+    std = variance.sqrt()
+    if inputs.dtype == torch.uint8:
+        mean, std = mean / 255.0, std / 255.0
     std = torch.where(std > 1e-6, std, torch.ones_like(std))
-    return mean, std
+    return mean.float(), std.float()

@@ -168,8 +168,10 @@ def to_device(batch, device, images):
     batch = batch.to(device, non_blocking=True)
     if batch.dtype == torch.uint8:
         batch = batch.float().div_(255.0)
-    if _channels_last(device, images) and batch.dim() == 4:
-        batch = batch.contiguous(memory_format=torch.channels_last)
+    if batch.dim() == 4:
+        # Inputs may be a channels-last view of decoded images; the model gets one layout either way.
+        layout = torch.channels_last if _channels_last(device, images) else torch.contiguous_format
+        batch = batch.contiguous(memory_format=layout)
     return batch
 
 
