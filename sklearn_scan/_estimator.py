@@ -1,5 +1,6 @@
 """SCANClusterer: the scikit-learn estimator that runs the SCAN pipeline end to end."""
 
+import copy
 import dataclasses
 import os
 import time
@@ -16,7 +17,13 @@ from torch import nn
 from ._augment import AugmentationPolicy, policy_for_images, strong_views, weak_views
 from ._backbones import ClusteringHeads, ClusterModel, Frozen, build_encoder
 from ._inputs import per_channel_statistics, to_model_inputs
-from ._images import collection_names, is_image_collection, load_image_collection
+from ._images import (
+    collection_names,
+    is_image_collection,
+    iter_image_batches,
+    load_image_collection,
+    warn_about_skipped,
+)
 from ._neighbors import mine_neighbors
 from ._pretrained import is_pretrained_name
 from ._persistence import load_model, save_model
@@ -25,9 +32,11 @@ from ._scan import scan_loss_of_predictions, train_scan
 from ._selflabel import train_selflabel
 from ._torch_utils import (
     inference_device,
+    is_on_device,
     make_generator,
     mixed_precision,
     predict_in_batches,
+    prepare_module,
     resolve_device,
     seeded,
 )
@@ -70,11 +79,13 @@ def _pretrain_encoder(
     inputs = torch.from_numpy(inputs).to(device)
     history = []
     with seeded(seed, device), mixed_precision(precision):
-        # A module the user passes for use as it is gets the images as they are, in [0, 1].
+        # A module the user passes for use as it is gets the images as they are, in [0, 1];
+        # a pretrained backbone brings its own normalisation.
         as_given = pretext == "none" and not isinstance(backbone, str)
+        own_statistics = not as_given and not is_pretrained_name(backbone)
         encoder, backbone_name = build_encoder(
             backbone, tuple(inputs.shape[1:]), device,
-            statistics=None if as_given else per_channel_statistics(inputs, images), weights=backbone_weights,
+            statistics=per_channel_statistics(inputs, images) if own_statistics else None, weights=backbone_weights,
         )
         if pretext == "simclr" and epochs > 0:
             encoder, _ = train_pretext(
@@ -195,7 +206,10 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         Side of the square images decoded from files or a Dataset (shorter
         side scaled to it, centre square cropped, every image made RGB);
         None means 64, or 224 with a pretrained backbone. Arrays are used at
-        their own size (a pretrained backbone resizes them on the fly).
+        their own size (a pretrained backbone resizes them on the fly). A
+        collection is held in memory once, resized; with a fixed encoder
+        (``pretext="none"``, frozen, ``selflabel_epochs=0``) it is embedded
+        one batch at a time instead, as predict always does.
     n_jobs : int or None, default=None
         Threads that decode image files (-1: all cores).
     mixed_precision : "auto" or bool, default="auto"
@@ -347,53 +361,55 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             return self._fit(X)
 
     def _fit(self, X):
-        image_names, skipped = None, []
-        if is_image_collection(X):
-            X, names, kept, skipped = load_image_collection(
-                X, collection_image_size(self.image_size, self.backbone), n_jobs=self.n_jobs, verbose=self.verbose
-            )
-            image_names = [names[index] for index in kept]
-        inputs, images = self._validate(X, reset=True, copy=image_names is None)
-        n_samples = len(inputs)
-        if self.n_clusters > n_samples:
-            raise ValueError(f"n_clusters={self.n_clusters} must be at most n_samples={n_samples}.")
-        if self.n_neighbors >= n_samples:
-            raise ValueError(
-                f"n_neighbors={self.n_neighbors} must be below n_samples={n_samples}; "
-                f"use n_neighbors={n_samples - 1} or fewer."
-            )
         stage_params = {name: self._stage_params(name) for name in _STAGE_PARAMS}
         device = resolve_device(self.device)
         # One seed per stage, so that a cached pretext leaves the later stages unchanged.
         pretext_seed, neighbors_seed, scan_seed, selflabel_seed = (
             int(seed) for seed in check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=4)
         )
-        metric = self.metric if self.metric != "auto" else ("cosine" if images else "euclidean")
         common = dict(batch_size=self.batch_size, device=device, verbose=self.verbose)
-
         clock = _StageClock()
-        pretrain = check_memory(self.memory).cache(_pretrain_encoder, ignore=["verbose"])
-        pretrained = pretrain.call_and_shelve(
-            inputs.numpy(), images, self.backbone, self.backbone_weights, self.pretext if images else "none",
-            self.pretext_epochs,
-            self.batch_size, stage_params["pretext_params"], stage_params["augmentation_params"], device,
-            self.mixed_precision, pretext_seed, self.verbose,
-        )
-        encoder, backbone_name, history = pretrained.get()
-        if history and history[-1].get("interrupted"):
-            pretrained.clear()  # never keep a half-trained encoder in the cache
-        history = list(history)
-        clock.lap("pretext")
+        image_names, skipped, inputs, history = None, [], None, []
+        if is_image_collection(X) and self._only_heads_train():
+            # A fixed encoder and heads on its features: the images are decoded, embedded and
+            # dropped one batch at a time, so memory holds features, never all the pixels.
+            encoder, backbone_name, features, image_names, skipped = self._embed_collection(X, device, pretext_seed)
+            images, input_shape = True, (3,) + (collection_image_size(self.image_size, self.backbone),) * 2
+            self._check_sample_count(len(features))
+            clock.lap("pretext")
+        else:
+            if is_image_collection(X):
+                X, names, kept, skipped = load_image_collection(
+                    X, collection_image_size(self.image_size, self.backbone), n_jobs=self.n_jobs,
+                    verbose=self.verbose, batch_size=self.batch_size,
+                )
+                image_names = [names[index] for index in kept]
+            inputs, images = self._validate(X, reset=True, copy=image_names is None)
+            input_shape = tuple(inputs.shape[1:])
+            self._check_sample_count(len(inputs))
+            pretrain = check_memory(self.memory).cache(_pretrain_encoder, ignore=["verbose"])
+            pretrained = pretrain.call_and_shelve(
+                inputs.numpy(), images, self.backbone, self.backbone_weights, self.pretext if images else "none",
+                self.pretext_epochs,
+                self.batch_size, stage_params["pretext_params"], stage_params["augmentation_params"], device,
+                self.mixed_precision, pretext_seed, self.verbose,
+            )
+            encoder, backbone_name, history = pretrained.get()
+            if history and history[-1].get("interrupted"):
+                pretrained.clear()  # never keep a half-trained encoder in the cache
+            history = list(history)
+            clock.lap("pretext")
+            # The data set moves to the device once; batches are indexed there.
+            inputs = inputs.to(device)
+            encoder = encoder.to(device)
+            features = predict_in_batches(encoder, inputs, device, self.batch_size, images)
 
-        # The data set moves to the device once; batches are indexed there.
-        inputs = inputs.to(device)
-        encoder = encoder.to(device)
-        features = predict_in_batches(encoder, inputs, device, self.batch_size, images)
+        metric = self.metric if self.metric != "auto" else ("cosine" if images else "euclidean")
         neighbors = mine_neighbors(features, self.n_neighbors, metric=metric, random_state=neighbors_seed)
         history.append({"stage": "neighbors", "n_neighbors": self.n_neighbors, "metric": metric})
         clock.lap("embedding and neighbours")
 
-        policy = policy_for_images(*inputs.shape[1:], **stage_params["augmentation_params"]) if images else None
+        policy = policy_for_images(*input_shape, **stage_params["augmentation_params"]) if images else None
         weak = (lambda batch, generator: weak_views(batch, policy, generator)) if images else None
         strong = (lambda batch, generator: strong_views(batch, policy, generator)) if images else None
         # The MLP on user-given features is the model itself: it always trains.
@@ -440,7 +456,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
         self.model_ = model.cpu().eval()
         self.backbone_name_ = backbone_name
-        self.input_shape_ = tuple(inputs.shape[1:])
+        self.input_shape_ = input_shape
         self.device_ = str(device)
         self.metric_ = metric
         self.neighbors_ = neighbors
@@ -453,6 +469,51 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         self.image_names_ = image_names
         self.skipped_images_ = skipped
         return self
+
+    def _only_heads_train(self):
+        """True when the fit needs the backbone's features only, not the images.
+
+        That is a fixed encoder (``pretext="none"`` on a pretrained backbone or a
+        user module, which need no statistics of the data), frozen, and no
+        self-labeling (which trains on augmented images).
+        """
+        fixed = is_pretrained_name(self.backbone) or not isinstance(self.backbone, str)
+        return fixed and self.pretext == "none" and self.freeze_backbone and self.selflabel_epochs == 0
+
+    def _embed_collection(self, X, device, seed):
+        """Embed an image collection with the fixed encoder, one decoded batch at a time.
+
+        Returns ``(encoder on the device, backbone name, features (K, F), names
+        of the K images that decoded, skipped)``; sets ``n_features_in_``.
+        """
+        size = collection_image_size(self.image_size, self.backbone)
+        with seeded(seed, device):
+            encoder, backbone_name = build_encoder(self.backbone, (3, size, size), device, weights=self.backbone_weights)
+        encoder = prepare_module(encoder.eval(), device, images=True)
+        names = collection_names(X)
+        features, kept, skipped, first = [], [], [], []
+        batches = iter_image_batches(
+            X, size, names=names, n_jobs=self.n_jobs, verbose=self.verbose, batch_size=self.batch_size
+        )
+        for pixels, positions, batch_skipped in batches:
+            skipped.extend(batch_skipped)
+            first.extend(pixels[: 2 - len(first)])
+            if len(pixels):
+                inputs, _ = to_model_inputs(pixels, copy=False)
+                features.append(predict_in_batches(encoder, inputs, device, self.batch_size, images=True))
+                kept.extend(positions.tolist())
+        warn_about_skipped(skipped, len(names))
+        self._validate(np.stack(first), reset=True)  # the checks and n_features_in_ of a fit on the pixels
+        return encoder, backbone_name, np.concatenate(features), [names[index] for index in kept], skipped
+
+    def _check_sample_count(self, n_samples):
+        if self.n_clusters > n_samples:
+            raise ValueError(f"n_clusters={self.n_clusters} must be at most n_samples={n_samples}.")
+        if self.n_neighbors >= n_samples:
+            raise ValueError(
+                f"n_neighbors={self.n_neighbors} must be below n_samples={n_samples}; "
+                f"use n_neighbors={n_samples - 1} or fewer."
+            )
 
     # ---------------------------------------------------------- persistence
     def save(self, path):
@@ -481,8 +542,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
         For a folder or list of files, unreadable files get cluster -1.
         """
-        def clusters(inputs, images):
-            return self._apply(self.model_, inputs, images).argmax(axis=1).astype(np.int64)
+        def clusters(model, inputs, images):
+            return self._apply(model, inputs, images).argmax(axis=1).astype(np.int64)
 
         return self._per_sample(X, clusters, -1)
 
@@ -492,8 +553,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         For a folder or list of files, unreadable files get rows of NaN.
         """
 
-        def probabilities(inputs, images):
-            logits = torch.from_numpy(self._apply(self.model_, inputs, images)).double()
+        def probabilities(model, inputs, images):
+            logits = torch.from_numpy(self._apply(model, inputs, images)).double()
             return torch.softmax(logits, dim=1).numpy()
 
         return self._per_sample(X, probabilities, np.nan)
@@ -503,7 +564,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
         For a folder or list of files, unreadable files get rows of NaN.
         """
-        return self._per_sample(X, lambda inputs, images: self._apply(self.model_.encoder, inputs, images), np.nan)
+        return self._per_sample(X, lambda model, inputs, images: self._apply(model.encoder, inputs, images), np.nan)
 
     def image_names(self, X):
         """The names predict/transform give rows for, when X is a folder, files or a Dataset.
@@ -521,48 +582,59 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         (5.0) so that scores compare across ``entropy_weight`` values. ``y``
         is ignored.
         """
-        array, rows, _ = self._decoded(X)
-        inputs, images = self._validate(array, reset=False, copy=rows is None)
-        if len(inputs) < 2:
-            raise ValueError(f"score needs at least 2 samples to mine neighbours; got n_samples={len(inputs)}.")
-        features = self._apply(self.model_.encoder, inputs, images)
-        n_neighbors = min(self.n_neighbors, len(inputs) - 1)
+        features = self.transform(X)
+        if is_image_collection(X):
+            features = features[~np.isnan(features).any(axis=1)]  # rows of unreadable files
+        if len(features) < 2:
+            raise ValueError(f"score needs at least 2 samples to mine neighbours; got n_samples={len(features)}.")
+        n_neighbors = min(self.n_neighbors, len(features) - 1)
         neighbors = mine_neighbors(features, n_neighbors, metric=self.metric_, random_state=0)
         logits = self._apply(self.model_.head, torch.from_numpy(features), images=False)
         total, _, _ = scan_loss_of_predictions(logits, neighbors, SCORE_ENTROPY_WEIGHT)
         return -float(total)
 
-    def _decoded(self, X):
-        """X as an array: image collections are decoded at the fitted image size.
-
-        Returns ``(array, rows, n_rows)``: ``rows`` are the positions among the
-        collection's ``n_rows`` items of the images that decoded (None for arrays).
-        """
-        if not is_image_collection(X):
-            return X, None, None
+    def _collection_format(self):
+        """(channels, side) image files are decoded at for this model, which must take square images."""
         check_is_fitted(self)
         if len(self.input_shape_) != 3 or self.input_shape_[1] != self.input_shape_[2]:
             raise ValueError(
                 "This model was not fitted on square images, so it cannot take image files; "
                 f"it takes arrays like those it was fitted on (per-sample shape {self.input_shape_})."
             )
-        channels, size, _ = self.input_shape_
-        pixels, names, kept, _ = load_image_collection(
-            X, size, channels=channels, n_jobs=self.n_jobs, verbose=self.verbose
-        )
-        return pixels, kept, len(names)
+        return self.input_shape_[0], self.input_shape_[1]
 
     def _per_sample(self, X, compute, missing):
-        """``compute(inputs, images)`` on X; rows of unreadable files are filled with ``missing``."""
-        array, rows, n_rows = self._decoded(X)
-        inputs, images = self._validate(array, reset=False, copy=rows is None)
-        values = np.asarray(compute(inputs, images))
-        if rows is None:
-            return values
-        if np.isnan(missing):
-            values = values.astype(np.float64)
-        filled = np.full((n_rows,) + values.shape[1:], missing, dtype=values.dtype)
-        filled[rows] = values
+        """``compute(model, inputs, images)`` on X, with ``model_`` ready on the inference device.
+
+        An image collection is decoded and computed one batch at a time, so its
+        pixels are never all in memory; rows of unreadable files are filled with ``missing``.
+        """
+        if not is_image_collection(X):
+            inputs, images = self._validate(X, reset=False)
+            return np.asarray(compute(self.model_, inputs, images))
+        channels, size = self._collection_format()
+        device = inference_device(self.device_)
+        # Moved once for all batches (a copy: the fitted model stays on the CPU).
+        model = self.model_ if is_on_device(self.model_, device) else prepare_module(
+            copy.deepcopy(self.model_), device, images=True
+        )
+        names = collection_names(X)
+        filled, skipped = None, []
+        batches = iter_image_batches(
+            X, size, names=names, channels=channels, n_jobs=self.n_jobs, verbose=self.verbose,
+            batch_size=self.batch_size,
+        )
+        for pixels, positions, batch_skipped in batches:
+            skipped.extend(batch_skipped)
+            if len(pixels) == 0:
+                continue
+            inputs, images = self._validate(pixels, reset=False, copy=False)
+            values = np.asarray(compute(model, inputs, images))
+            if filled is None:
+                dtype = np.float64 if np.isnan(missing) else values.dtype
+                filled = np.full((len(names),) + values.shape[1:], missing, dtype=dtype)
+            filled[positions] = values
+        warn_about_skipped(skipped, len(names))
         return filled
 
     def _apply(self, module, inputs, images):

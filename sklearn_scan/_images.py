@@ -130,6 +130,44 @@ def collection_names(X):
     return list(range(len(X)))
 
 
+def iter_image_batches(X, image_size, *, names=None, channels=3, n_jobs=None, verbose=0, batch_size=256):
+    """Decode a folder, a list of files or a Dataset one batch at a time.
+
+    Yields ``(pixels, positions, skipped)`` per batch of ``batch_size`` items:
+    a uint8 array (B, image_size, image_size, channels) of the items that
+    decoded (``channels=1`` gives their luma), their positions (B,) in
+    :func:`collection_names`, and ``[(name, reason), ...]`` for those that
+    did not. Decoding runs in ``n_jobs`` threads. ``names``: those of
+    :func:`collection_names`, when the caller has them already.
+    """
+    names = collection_names(X) if names is None else names
+    source = names if isinstance(X, (str, os.PathLike, list, tuple)) else X
+    n_items = len(names)
+    if n_items == 0:
+        raise ValueError("The image collection is empty.")
+    starts = range(0, n_items, batch_size)
+    with Parallel(n_jobs=n_jobs, prefer="threads") as parallel:
+        for start in progress(starts, verbose, desc="decoding images", total=len(starts)):
+            indices = range(start, min(start + batch_size, n_items))
+            decoded = parallel(delayed(_decode_one)(source, i, image_size) for i in indices)
+            kept = [index for index, (_, error) in zip(indices, decoded) if error is None]
+            pixels = np.empty((len(kept), image_size, image_size, channels), dtype=np.uint8)
+            for row, (image, _) in enumerate(item for item in decoded if item[1] is None):
+                pixels[row] = image if channels == 3 else np.round(image @ LUMA_WEIGHTS)[..., None]
+            skipped = [(names[index], error) for index, (_, error) in zip(indices, decoded) if error is not None]
+            yield pixels, np.array(kept, dtype=np.int64), skipped
+
+
+def warn_about_skipped(skipped, n_items):
+    """Warn that ``skipped`` items could not be read; raise when none of ``n_items`` could."""
+    if len(skipped) == n_items:
+        raise ValueError(f"None of the {n_items} images could be read; the first error: {skipped[0][1]}.")
+    if skipped:
+        shown = "; ".join(f"{name} ({reason})" for name, reason in skipped[:3])
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        warnings.warn(f"Skipped {len(skipped)} image(s) that could not be read: {shown}{more}.", UserWarning)
+
+
 def load_image_collection(X, image_size, *, channels=3, n_jobs=None, verbose=0, batch_size=256):
     """Decode a folder, a list of files or a Dataset into resized pixels.
 
@@ -137,31 +175,18 @@ def load_image_collection(X, image_size, *, channels=3, n_jobs=None, verbose=0, 
     image_size, channels) of the K images that decoded (``channels=1`` gives
     their luma), the names of all items (:func:`collection_names`), the
     positions (K,) in ``names`` of the decoded images, and ``[(name,
-    reason), ...]`` for those that did not decode. Decoding runs in
-    ``n_jobs`` threads, one batch at a time.
+    reason), ...]`` for those that did not decode.
     """
     names = collection_names(X)
-    source = names if isinstance(X, (str, os.PathLike, list, tuple)) else X
-    n_items = len(names)
-    if n_items == 0:
-        raise ValueError("The image collection is empty.")
     # Filled in order with the images that decode, so peak memory is one resized copy.
-    images = np.empty((n_items, image_size, image_size, channels), dtype=np.uint8)
+    images = np.empty((len(names), image_size, image_size, channels), dtype=np.uint8)
     kept, skipped = [], []
-    starts = range(0, n_items, batch_size)
-    with Parallel(n_jobs=n_jobs, prefer="threads") as parallel:
-        for start in progress(starts, verbose, desc="decoding images", total=len(starts)):
-            indices = range(start, min(start + batch_size, n_items))
-            for index, (pixels, error) in zip(indices, parallel(delayed(_decode_one)(source, i, image_size) for i in indices)):
-                if error is None:
-                    images[len(kept)] = pixels if channels == 3 else np.round(pixels @ LUMA_WEIGHTS)[..., None]
-                    kept.append(index)
-                else:
-                    skipped.append((names[index], error))
-    if skipped:
-        shown = "; ".join(f"{name} ({reason})" for name, reason in skipped[:3])
-        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
-        warnings.warn(f"Skipped {len(skipped)} image(s) that could not be read: {shown}{more}.", UserWarning)
-    if not kept:
-        raise ValueError(f"None of the {n_items} images could be read; the first error: {skipped[0][1]}.")
+    batches = iter_image_batches(
+        X, image_size, names=names, channels=channels, n_jobs=n_jobs, verbose=verbose, batch_size=batch_size
+    )
+    for pixels, positions, batch_skipped in batches:
+        images[len(kept) : len(kept) + len(pixels)] = pixels
+        kept.extend(positions.tolist())
+        skipped.extend(batch_skipped)
+    warn_about_skipped(skipped, len(names))
     return images[: len(kept)], names, np.array(kept, dtype=np.int64), skipped

@@ -175,6 +175,14 @@ def to_device(batch, device, images):
     return batch
 
 
+def is_on_device(module, device):
+    """True when the parameters of ``module`` live on ``device`` ("cuda" matches "cuda:0")."""
+    where = next(iter(module.parameters()), torch.empty(0)).device
+    if device.type == "cuda" and device.index is None:
+        return where.type == "cuda" and where.index == torch.cuda.current_device()
+    return where == device
+
+
 @torch.inference_mode()
 def predict_in_batches(module, inputs, device, batch_size, images):
     """Apply ``module`` in eval mode to ``inputs`` (N, ...) and return a float32 numpy array.
@@ -182,9 +190,8 @@ def predict_in_batches(module, inputs, device, batch_size, images):
     The module is used on a copy when it must move to another device, so a
     fitted estimator is never modified by inference.
     """
-    if next(iter(module.parameters()), torch.empty(0)).device != device:
-        module = copy.deepcopy(module)
-        module = prepare_module(module, device, images)
+    if not is_on_device(module, device):
+        module = prepare_module(copy.deepcopy(module), device, images)
     was_training = module.training
     module.eval()
     outputs = []

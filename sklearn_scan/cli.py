@@ -56,7 +56,9 @@ def _parser():
                               "not only the clustering heads")
     cluster.add_argument("--pretext-epochs", type=int, default=60, help="SimCLR epochs (default: 60)")
     cluster.add_argument("--scan-epochs", type=int, default=200, help="clustering-step epochs (default: 200)")
-    cluster.add_argument("--selflabel-epochs", type=int, default=20, help="self-labeling epochs; 0 skips it (default: 20)")
+    cluster.add_argument("--selflabel-epochs", type=int, default=None,
+                         help="self-labeling epochs; 0 skips it (default: 20; 0 with a frozen pretrained backbone, "
+                              "whose collection is then embedded batch by batch and never held in memory)")
     cluster.add_argument("--n-heads", type=int, default=50, help="clustering heads trained at once (default: 50)")
     cluster.add_argument("--n-neighbors", type=int, default=20, help="neighbours mined per image (default: 20)")
     cluster.add_argument("--batch-size", type=int, default=256, help="mini-batch size (default: 256)")
@@ -124,11 +126,16 @@ def _cluster(args):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     pretrained = is_pretrained_name(args.backbone)
+    selflabel_epochs = args.selflabel_epochs
+    if selflabel_epochs is None:
+        # Self-labeling only a head on frozen features was not seen to help (docs/benchmarks-analysis.md)
+        # and costs a backbone pass per epoch; without it only features are kept in memory.
+        selflabel_epochs = 0 if pretrained and not args.fine_tune else 20
     model = SCANClusterer(
         n_clusters=args.n_clusters, backbone=args.backbone, backbone_weights=args.backbone_weights,
         pretext=args.pretext or ("none" if pretrained else "simclr"), freeze_backbone=not args.fine_tune,
         n_neighbors=args.n_neighbors, n_heads=args.n_heads,
-        pretext_epochs=args.pretext_epochs, scan_epochs=args.scan_epochs, selflabel_epochs=args.selflabel_epochs,
+        pretext_epochs=args.pretext_epochs, scan_epochs=args.scan_epochs, selflabel_epochs=selflabel_epochs,
         batch_size=args.batch_size, device=args.device, random_state=args.random_state, image_size=args.image_size,
         n_jobs=args.jobs, verbose=0 if args.quiet else 1,
     )

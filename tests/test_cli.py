@@ -96,10 +96,12 @@ def test_cluster_with_a_pretrained_backbone_file(photos, tmp_path):
     out = tmp_path / "pretrained"
     with pytest.warns(UserWarning, match="Skipped 1 image"):
         main(["cluster", str(photos), "--n-clusters", "2", "--out", str(out), "--backbone", "torchvision:mobilenet_v3_small",
-              "--backbone-weights", str(weights), "--scan-epochs", "10", "--selflabel-epochs", "0", "--n-heads", "2",
+              "--backbone-weights", str(weights), "--scan-epochs", "10", "--n-heads", "2",
               "--n-neighbors", "5", "--image-size", "32", "--quiet", "--jobs", "1"])
     model = SCANClusterer.load(out / "model.pt")
     assert model.backbone_name_ == "torchvision:mobilenet_v3_small" and model.pretext == "none"
+    # Frozen pretrained features: no self-labeling unless asked for.
+    assert model.selflabel_epochs == 0
     assert len(read_csv(out / "assignments.csv")) == 40
     with pytest.raises(SystemExit, match="is not a file"):
         main(["cluster", str(photos), "--n-clusters", "2", "--out", str(out), "--backbone", "torchvision:mobilenet_v3_small",

@@ -100,7 +100,8 @@ def test_fit_on_a_folder_matches_fit_on_the_same_pixels(photo_folder):
     params = fast_params(n_clusters=2, pretext_epochs=2, scan_epochs=50, batch_size=32, image_size=8)
     with pytest.warns(UserWarning, match="Skipped 1 image"):
         from_files = SCANClusterer(**params).fit(folder)
-    pixels, all_names, kept, _ = load_image_collection(folder, 8)
+    with pytest.warns(UserWarning, match="Skipped 1 image"):
+        pixels, all_names, kept, _ = load_image_collection(folder, 8)
     names = [all_names[index] for index in kept]
     from_array = SCANClusterer(**params).fit(pixels)
     np.testing.assert_array_equal(from_files.labels_, from_array.labels_)
@@ -152,3 +153,57 @@ def test_grayscale_model_predicts_image_files(tmp_path):
     features = SCANClusterer(**fast_params()).fit(np.random.default_rng(0).normal(size=(30, 4)))
     with pytest.raises(ValueError, match="not fitted on square images"):
         features.predict(tmp_path)
+
+
+class TinyEncoder(torch.nn.Module):
+    """A fixed feature extractor: mean colour of each image half, (B, 3, H, W) -> (B, 6)."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, images):
+        half = images.shape[2] // 2
+        top, bottom = images[:, :, :half].mean(dim=(2, 3)), images[:, :, half:].mean(dim=(2, 3))
+        return torch.cat([top, bottom], dim=1) * self.scale
+
+
+def test_fixed_encoder_fit_embeds_a_collection_batch_by_batch(photo_folder, monkeypatch):
+    folder, _ = photo_folder
+    params = dict(n_clusters=2, backbone=TinyEncoder(), pretext="none", selflabel_epochs=0, n_neighbors=5,
+                  n_heads=3, scan_epochs=30, batch_size=16, image_size=8, random_state=0)
+    with pytest.warns(UserWarning, match="Skipped 1 image"):
+        pixels, all_names, kept, _ = load_image_collection(folder, 8)
+    from_array = SCANClusterer(**params).fit(pixels)
+
+    # Only the heads train, so the whole collection is never decoded into one array.
+    import sklearn_scan._estimator as estimator_module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the collection was decoded into memory at once")
+
+    monkeypatch.setattr(estimator_module, "load_image_collection", refuse)
+    with pytest.warns(UserWarning, match="Skipped 1 image"):
+        streamed = SCANClusterer(**params).fit(folder)
+    assert streamed.image_names_ == [all_names[index] for index in kept]
+    assert streamed.input_shape_ == from_array.input_shape_ == (3, 8, 8)
+    assert streamed.n_features_in_ == from_array.n_features_in_ == 8
+    assert len(streamed.skipped_images_) == 1
+    np.testing.assert_array_equal(streamed.labels_, from_array.labels_)
+    np.testing.assert_allclose(streamed.transform(pixels), from_array.transform(pixels), rtol=1e-5)
+    # predict streams too, one row per file.
+    with pytest.warns(UserWarning, match="Skipped 1 image"):
+        labels = streamed.predict(folder)
+    assert len(labels) == 41 and (labels == -1).sum() == 1
+    np.testing.assert_array_equal(labels[labels >= 0], streamed.labels_)
+    # With self-labeling the images are needed (augmented views), so they are decoded once.
+    with pytest.raises(AssertionError, match="decoded into memory"):
+        SCANClusterer(**dict(params, selflabel_epochs=1)).fit(folder)
+
+
+def test_a_collection_with_one_readable_image_is_refused(tmp_path):
+    Image.fromarray(two_kinds(n=2)[0]).save(tmp_path / "only.png")
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    model = SCANClusterer(n_clusters=2, backbone=TinyEncoder(), pretext="none", selflabel_epochs=0, image_size=8)
+    with pytest.warns(UserWarning, match="Skipped 1 image"), pytest.raises(ValueError, match="1 sample"):
+        model.fit(tmp_path)
