@@ -373,10 +373,13 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         if is_image_collection(X) and self._only_heads_train():
             # A fixed encoder and heads on its features: the images are decoded, embedded and
             # dropped one batch at a time, so memory holds features, never all the pixels.
-            encoder, backbone_name, features, image_names, skipped = self._embed_collection(X, device, pretext_seed)
             images, input_shape = True, (3,) + (collection_image_size(self.image_size, self.backbone),) * 2
-            self._check_sample_count(len(features))
+            with seeded(pretext_seed, device):
+                encoder, backbone_name = build_encoder(self.backbone, input_shape, device, weights=self.backbone_weights)
             clock.lap("pretext")
+            encoder = prepare_module(encoder.eval(), device, images=True)
+            features, image_names, skipped = self._embed_collection(X, encoder, device)
+            self._check_sample_count(len(features))
         else:
             if is_image_collection(X):
                 X, names, kept, skipped = load_image_collection(
@@ -480,16 +483,14 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         fixed = is_pretrained_name(self.backbone) or not isinstance(self.backbone, str)
         return fixed and self.pretext == "none" and self.freeze_backbone and self.selflabel_epochs == 0
 
-    def _embed_collection(self, X, device, seed):
-        """Embed an image collection with the fixed encoder, one decoded batch at a time.
+    def _embed_collection(self, X, encoder, device):
+        """Embed an image collection with a fixed encoder, one decoded batch at a time.
 
-        Returns ``(encoder on the device, backbone name, features (K, F), names
-        of the K images that decoded, skipped)``; sets ``n_features_in_``.
+        Returns ``(features (K, F), names of the K images that decoded,
+        skipped)``; checks the images as a fit on their pixels would and sets
+        ``n_features_in_``.
         """
         size = collection_image_size(self.image_size, self.backbone)
-        with seeded(seed, device):
-            encoder, backbone_name = build_encoder(self.backbone, (3, size, size), device, weights=self.backbone_weights)
-        encoder = prepare_module(encoder.eval(), device, images=True)
         names = collection_names(X)
         features, kept, skipped, first = [], [], [], []
         batches = iter_image_batches(
@@ -503,8 +504,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
                 features.append(predict_in_batches(encoder, inputs, device, self.batch_size, images=True))
                 kept.extend(positions.tolist())
         warn_about_skipped(skipped, len(names))
-        self._validate(np.stack(first), reset=True)  # the checks and n_features_in_ of a fit on the pixels
-        return encoder, backbone_name, np.concatenate(features), [names[index] for index in kept], skipped
+        self._validate(np.stack(first), reset=True)
+        return np.concatenate(features), [names[index] for index in kept], skipped
 
     def _check_sample_count(self, n_samples):
         if self.n_clusters > n_samples:
