@@ -384,7 +384,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             if is_image_collection(X):
                 X, names, kept, skipped = load_image_collection(
                     X, collection_image_size(self.image_size, self.backbone), n_jobs=self.n_jobs,
-                    verbose=self.verbose, batch_size=self.batch_size,
+                    verbose=self.verbose, batch_size=self._decoding_batch_size(),
                 )
                 image_names = [names[index] for index in kept]
             inputs, images = self._validate(X, reset=True, copy=image_names is None)
@@ -494,7 +494,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         names = collection_names(X)
         features, kept, skipped, first = [], [], [], []
         batches = iter_image_batches(
-            X, size, names=names, n_jobs=self.n_jobs, verbose=self.verbose, batch_size=self.batch_size
+            X, size, names=names, n_jobs=self.n_jobs, verbose=self.verbose, batch_size=self._decoding_batch_size()
         )
         for pixels, positions, batch_skipped in batches:
             skipped.extend(batch_skipped)
@@ -506,6 +506,10 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         warn_about_skipped(skipped, len(names))
         self._validate(np.stack(first), reset=True)
         return np.concatenate(features), [names[index] for index in kept], skipped
+
+    def _decoding_batch_size(self):
+        """Images decoded at a time: enough to keep the threads busy, a whole number of model batches."""
+        return self.batch_size * max(1, 256 // self.batch_size)
 
     def _check_sample_count(self, n_samples):
         if self.n_clusters > n_samples:
@@ -623,7 +627,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         filled, skipped = None, []
         batches = iter_image_batches(
             X, size, names=names, channels=channels, n_jobs=self.n_jobs, verbose=self.verbose,
-            batch_size=self.batch_size,
+            batch_size=self._decoding_batch_size(),
         )
         for pixels, positions, batch_skipped in batches:
             skipped.extend(batch_skipped)
