@@ -176,10 +176,10 @@ def to_device(batch, device, images):
 
 
 def is_on_device(module, device):
-    """True when the parameters of ``module`` live on ``device`` ("cuda" matches "cuda:0")."""
+    """True when the parameters of ``module`` live on ``device`` ("cuda" matches the current GPU's "cuda:N")."""
     where = next(iter(module.parameters()), torch.empty(0)).device
-    if device.type == "cuda" and device.index is None:
-        return where.type == "cuda" and where.index == torch.cuda.current_device()
+    if device.index is None:  # "cuda" means the current GPU; "mps" has one device
+        return where.type == device.type and (device.type != "cuda" or where.index == torch.cuda.current_device())
     return where == device
 
 
