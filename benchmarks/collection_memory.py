@@ -2,10 +2,12 @@
 
 A collection (folder, file list or torch Dataset) is decoded once, at
 ``image_size``, into one uint8 array of N x image_size x image_size x 3 bytes;
-this script checks that the whole fit needs little more than that: it fits
+this script checks that the whole fit needs little more than that. With a
+fixed encoder (``pretext="none"``, frozen, no self-labeling) the collection is
+embedded one batch at a time and should need almost nothing per image. It fits
 SCANClusterer on a Dataset of synthetic photos (larger than ``image_size``, so
-every one is resized), with the pretext switched off so that the figure is the
-data path's, not the network's. Each size runs in a fresh process; peak
+every one is resized), with no pretext epochs so that the figure is the data
+path's, not the network's. Each (size, mode) runs in a fresh process; peak
 resident memory is read from the kernel. Writes docs/collection-memory.md.
 
 Usage: python benchmarks/collection_memory.py [--sizes 5000 20000] [--image-size 64]
@@ -42,20 +44,32 @@ def peak_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run(n_images, image_size, source_side):
+MODES = {
+    "pixels held": "default CNN, pixels decoded into memory once",
+    "streamed": "fixed encoder (pretext='none', frozen, selflabel_epochs=0): embedded batch by batch",
+}
+
+
+def run(n_images, image_size, source_side, mode):
     import torch
+    from torch import nn
     from torch.utils.data import Dataset
 
     from sklearn_scan import SCANClusterer
 
     torch.set_num_threads(2)
     photos = type("Photos", (SyntheticPhotos, Dataset), {})(n_images, source_side)
+    if mode == "streamed":
+        encoder = nn.Sequential(nn.Conv2d(3, 16, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        params = dict(backbone=encoder, pretext="none")
+    else:
+        params = dict(pretext_epochs=0)
     baseline = peak_mib()
     start = time.perf_counter()
-    model = SCANClusterer(4, pretext_epochs=0, scan_epochs=2, selflabel_epochs=1, n_heads=5, image_size=image_size,
-                          random_state=0).fit(photos)
+    model = SCANClusterer(4, scan_epochs=2, selflabel_epochs=0, n_heads=5, image_size=image_size,
+                          random_state=0, **params).fit(photos)
     return {
-        "n_images": n_images, "image_size": image_size, "source_side": source_side,
+        "mode": mode, "n_images": n_images, "image_size": image_size, "source_side": source_side,
         "decoded_mib": n_images * image_size * image_size * 3 / 2**20,
         "baseline_mib": baseline, "peak_mib": peak_mib(), "seconds": time.perf_counter() - start,
         "n_clusters_found": int(len(np.unique(model.labels_))),
@@ -70,11 +84,12 @@ def main():
     parser.add_argument("--out", default=str(ROOT / "docs"))
     args = parser.parse_args()
     rows = []
-    for n_images in args.sizes:
-        rows.append(in_fresh_process(run, n_images, args.image_size, args.source_side))
-        row = rows[-1]
-        print(f"{n_images} images: decoded {row['decoded_mib']:.0f} MiB, peak {row['peak_mib']:.0f} MiB "
-              f"(after imports {row['baseline_mib']:.0f}), fit {row['seconds']:.0f} s", flush=True)
+    for mode in MODES:
+        for n_images in args.sizes:
+            rows.append(in_fresh_process(run, n_images, args.image_size, args.source_side, mode))
+            row = rows[-1]
+            print(f"{mode}, {n_images} images: decoded {row['decoded_mib']:.0f} MiB, peak {row['peak_mib']:.0f} MiB "
+                  f"(after imports {row['baseline_mib']:.0f}), fit {row['seconds']:.0f} s", flush=True)
     meta = run_metadata()
     lines = [
         "# Memory of fitting on an image collection",
@@ -82,20 +97,23 @@ def main():
         f"`python benchmarks/collection_memory.py --sizes {' '.join(map(str, args.sizes))} --image-size {args.image_size}`"
         f" at commit {meta['commit']}, {meta['date']}, {meta['cpus']} CPUs, torch {meta['torch']}.",
         "",
-        f"A torch Dataset of {args.source_side}x{args.source_side} RGB photos decoded at {args.image_size} px; "
-        "pretext off, so the figures are the data path's. Peak is the process's resident-set maximum.",
+        f"A torch Dataset of {args.source_side}x{args.source_side} RGB photos decoded at {args.image_size} px, "
+        "no pretext epochs, so the figures are the data path's. Peak is the process's resident-set maximum. Modes: "
+        + "; ".join(f"*{mode}*: {text}" for mode, text in MODES.items()) + ".",
         "",
-        "| images | decoded pixels (MiB) | peak after imports (MiB) | peak during fit (MiB) | fit growth / decoded | fit (s) |",
+        "| mode | images | decoded pixels (MiB) | peak after imports (MiB) | peak during fit (MiB) | fit (s) |",
         "|---|---|---|---|---|---|",
     ]
     for row in rows:
-        growth = (row["peak_mib"] - row["baseline_mib"]) / row["decoded_mib"]
-        lines.append(f"| {row['n_images']} | {row['decoded_mib']:.0f} | {row['baseline_mib']:.0f} | {row['peak_mib']:.0f} "
-                     f"| {growth:.2f} | {row['seconds']:.0f} |")
-    if len(rows) >= 2:
-        slope = (rows[-1]["peak_mib"] - rows[0]["peak_mib"]) / (rows[-1]["decoded_mib"] - rows[0]["decoded_mib"])
-        lines += ["", f"Peak memory grows by {slope:.2f} MiB per MiB of decoded pixels between the two sizes "
-                  "(1.0 would be exactly one copy of the pixels)."]
+        lines.append(f"| {row['mode']} | {row['n_images']} | {row['decoded_mib']:.0f} | {row['baseline_mib']:.0f} "
+                     f"| {row['peak_mib']:.0f} | {row['seconds']:.0f} |")
+    lines.append("")
+    for mode in MODES:
+        runs = [row for row in rows if row["mode"] == mode]
+        if len(runs) >= 2:
+            slope = (runs[-1]["peak_mib"] - runs[0]["peak_mib"]) / (runs[-1]["decoded_mib"] - runs[0]["decoded_mib"])
+            lines.append(f"- {mode}: peak memory grows by {slope:.2f} MiB per MiB of decoded pixels between "
+                         f"{runs[0]['n_images']} and {runs[-1]['n_images']} images (1.0: one copy of the pixels).")
     report = "\n".join(lines) + "\n"
     Path(args.out, "collection-memory.md").write_text(report)
     print(report)
