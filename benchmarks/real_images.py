@@ -243,7 +243,7 @@ def markdown(rows, skipped, agreement, meta):
             continue
         best = max(final["accuracy"]["mean"], step["accuracy"]["mean"])
         lines.append(
-            f"| {name} | {spec['target']:.2f} | {final['accuracy']['mean']:.3f} | {step['accuracy']['mean']:.3f} | "
+            f"| {name} | {spec['target']:.2f} | {final['accuracy']['mean']:.4f} | {step['accuracy']['mean']:.4f} | "
             f"{'yes' if best >= spec['target'] else 'no'} | {spec['budget_minutes']} | "
             f"{step['seconds']['median'] / 60:.1f} (+{(final['seconds']['median'] - step['seconds']['median']) / 60:.1f} "
             f"refit with self-labeling) | {final['n_seeds']} |"
