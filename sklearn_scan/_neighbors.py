@@ -33,10 +33,12 @@ def mine_neighbors(features, n_neighbors, *, metric="cosine", method="auto", ran
     raise ValueError(f"method must be 'auto', 'exact' or 'pynndescent', got {method!r}.")
 
 
-def _exact_neighbors(features, n_neighbors, metric, chunk_size=2048):
+def _exact_neighbors(features, n_neighbors, metric, chunk_elements=2**24):
+    """Exact search in chunks of rows, each chunk's distance matrix about ``chunk_elements`` values."""
     if metric == "cosine":
         features = torch.nn.functional.normalize(features, dim=1)
     squared_norms = (features * features).sum(dim=1)
+    chunk_size = max(1, chunk_elements // len(features))
     neighbors = []
     for start in range(0, len(features), chunk_size):
         chunk = features[start : start + chunk_size]

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from sklearn_scan._neighbors import drop_self, mine_neighbors
 
@@ -44,3 +45,13 @@ def test_mine_neighbors_rejects_bad_arguments():
         mine_neighbors(features, 2, metric="manhattan")
     with pytest.raises(ValueError, match="method"):
         mine_neighbors(features, 2, method="faiss")
+
+
+def test_exact_search_in_small_chunks_gives_the_same_neighbours():
+    from sklearn_scan._neighbors import _exact_neighbors
+
+    features = torch.from_numpy(np.random.default_rng(1).normal(size=(250, 5)).astype(np.float32))
+    whole = _exact_neighbors(features, 6, "cosine")
+    # 1000 values per chunk: 4 rows of 250 distances at a time.
+    chunked = _exact_neighbors(features, 6, "cosine", chunk_elements=1000)
+    assert (whole == chunked).mean() > 0.99
