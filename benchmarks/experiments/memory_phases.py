@@ -1,7 +1,7 @@
 """Resident memory after each phase of a fixed-encoder fit on N synthetic photos: python memory_phases.py N (run from benchmarks/)."""
 import sys, resource
 sys.path.insert(0, '.')
-import numpy as np, torch
+import torch
 from torch import nn
 from torch.utils.data import Dataset
 from collection_memory import SyntheticPhotos
