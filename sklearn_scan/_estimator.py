@@ -22,7 +22,6 @@ from ._images import (
     is_image_collection,
     iter_image_batches,
     load_image_collection,
-    warn_about_skipped,
 )
 from ._neighbors import mine_neighbors
 from ._pretrained import is_pretrained_name
@@ -65,6 +64,16 @@ _STAGE_PARAMS = {
 }
 
 
+def _needs_data_statistics(backbone, pretext):
+    """Whether the encoder standardises with the data's per-channel mean and std.
+
+    A pretrained backbone brings its own normalisation, and a module the user
+    passes for use as it is (``pretext="none"``) gets the images as they are, in [0, 1].
+    """
+    as_given = pretext == "none" and not isinstance(backbone, str)
+    return not as_given and not is_pretrained_name(backbone)
+
+
 def _pretrain_encoder(
     inputs, images, backbone, backbone_weights, pretext, epochs, batch_size, pretext_params, augmentation, device,
     precision, seed, verbose,
@@ -79,13 +88,10 @@ def _pretrain_encoder(
     inputs = torch.from_numpy(inputs).to(device)
     history = []
     with seeded(seed, device), mixed_precision(precision):
-        # A module the user passes for use as it is gets the images as they are, in [0, 1];
-        # a pretrained backbone brings its own normalisation.
-        as_given = pretext == "none" and not isinstance(backbone, str)
-        own_statistics = not as_given and not is_pretrained_name(backbone)
         encoder, backbone_name = build_encoder(
             backbone, tuple(inputs.shape[1:]), device,
-            statistics=per_channel_statistics(inputs, images) if own_statistics else None, weights=backbone_weights,
+            statistics=per_channel_statistics(inputs, images) if _needs_data_statistics(backbone, pretext) else None,
+            weights=backbone_weights,
         )
         if pretext == "simclr" and epochs > 0:
             encoder, _ = train_pretext(
@@ -480,8 +486,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         user module, which need no statistics of the data), frozen, and no
         self-labeling (which trains on augmented images).
         """
-        fixed = is_pretrained_name(self.backbone) or not isinstance(self.backbone, str)
-        return fixed and self.pretext == "none" and self.freeze_backbone and self.selflabel_epochs == 0
+        fixed = self.pretext == "none" and not _needs_data_statistics(self.backbone, self.pretext)
+        return fixed and self.freeze_backbone and self.selflabel_epochs == 0
 
     def _embed_collection(self, X, encoder, device):
         """Embed an image collection with a fixed encoder, one decoded batch at a time.
@@ -503,7 +509,6 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
                 inputs, _ = to_model_inputs(pixels, copy=False)
                 features.append(predict_in_batches(encoder, inputs, device, self.batch_size, images=True))
                 kept.extend(positions.tolist())
-        warn_about_skipped(skipped, len(names))
         self._validate(np.stack(first), reset=True)
         return np.concatenate(features), [names[index] for index in kept], skipped
 
@@ -624,13 +629,12 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             copy.deepcopy(self.model_), device, images=True
         )
         names = collection_names(X)
-        filled, skipped = None, []
+        filled = None
         batches = iter_image_batches(
             X, size, names=names, channels=channels, n_jobs=self.n_jobs, verbose=self.verbose,
             batch_size=self._decoding_batch_size(),
         )
-        for pixels, positions, batch_skipped in batches:
-            skipped.extend(batch_skipped)
+        for pixels, positions, _ in batches:
             if len(pixels) == 0:
                 continue
             inputs, images = self._validate(pixels, reset=False, copy=False)
@@ -639,7 +643,6 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
                 dtype = np.float64 if np.isnan(missing) else values.dtype
                 filled = np.full((len(names),) + values.shape[1:], missing, dtype=dtype)
             filled[positions] = values
-        warn_about_skipped(skipped, len(names))
         return filled
 
     def _apply(self, module, inputs, images):

@@ -138,7 +138,8 @@ def iter_image_batches(X, image_size, *, names=None, channels=3, n_jobs=None, ve
     decoded (``channels=1`` gives their luma), their positions (B,) in
     :func:`collection_names`, and ``[(name, reason), ...]`` for those that
     did not. Decoding runs in ``n_jobs`` threads. ``names``: those of
-    :func:`collection_names`, when the caller has them already.
+    :func:`collection_names`, when the caller has them already. Once every
+    batch is out, skipped items are warned about (:func:`warn_about_skipped`).
     """
     names = collection_names(X) if names is None else names
     source = names if isinstance(X, (str, os.PathLike, list, tuple)) else X
@@ -146,6 +147,7 @@ def iter_image_batches(X, image_size, *, names=None, channels=3, n_jobs=None, ve
     if n_items == 0:
         raise ValueError("The image collection is empty.")
     starts = range(0, n_items, batch_size)
+    all_skipped = []
     with Parallel(n_jobs=n_jobs, prefer="threads") as parallel:
         for start in progress(starts, verbose, desc="decoding images", total=len(starts)):
             indices = range(start, min(start + batch_size, n_items))
@@ -155,7 +157,9 @@ def iter_image_batches(X, image_size, *, names=None, channels=3, n_jobs=None, ve
             for row, (image, _) in enumerate(item for item in decoded if item[1] is None):
                 pixels[row] = image if channels == 3 else np.round(image @ LUMA_WEIGHTS)[..., None]
             skipped = [(names[index], error) for index, (_, error) in zip(indices, decoded) if error is not None]
+            all_skipped.extend(skipped)
             yield pixels, np.array(kept, dtype=np.int64), skipped
+    warn_about_skipped(all_skipped, n_items)
 
 
 def warn_about_skipped(skipped, n_items):
@@ -188,5 +192,4 @@ def load_image_collection(X, image_size, *, channels=3, n_jobs=None, verbose=0, 
         images[len(kept) : len(kept) + len(pixels)] = pixels
         kept.extend(positions.tolist())
         skipped.extend(batch_skipped)
-    warn_about_skipped(skipped, len(names))
     return images[: len(kept)], names, np.array(kept, dtype=np.int64), skipped
