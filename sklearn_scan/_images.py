@@ -22,6 +22,11 @@ from ._torch_utils import progress
 #: ITU-R 601 luma weights, for models fitted on grayscale images.
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
 
+#: PIL modes without colour: such images are scans, digits, line art rather than photos.
+GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "F")
+#: Shorter side from which colour images count as photos (see :func:`looks_like_photos`).
+PHOTO_MIN_SIDE = 32
+
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".ppm", ".tif", ".tiff", ".webp")
 
 
@@ -128,6 +133,44 @@ def collection_names(X):
     if isinstance(X, (list, tuple)):
         return [str(item) for item in X]
     return list(range(len(X)))
+
+
+def _colour_and_side(source, index):
+    """(is colour, shorter side) of one item, read from the file header only; None when unreadable."""
+    from PIL import Image
+
+    try:
+        if isinstance(source, list):
+            with Image.open(source[index]) as image:
+                return image.mode not in GRAYSCALE_MODES, min(image.size)
+        item = source[index]
+        item = item[0] if isinstance(item, (tuple, list)) else item
+        if isinstance(item, Image.Image):
+            return item.mode not in GRAYSCALE_MODES, min(item.size)
+        shape = tuple(item.shape)
+        if hasattr(item, "numpy") and len(shape) == 3 and shape[0] in (1, 3, 4):
+            shape = shape[1:] + shape[:1]  # tensors are channels-first
+        colour = len(shape) == 3 and shape[2] in (3, 4)
+        return colour, min(shape[:2])
+    except Exception:  # noqa: BLE001 - an unreadable item says nothing about the others
+        return None
+
+
+def looks_like_photos(X, names=None, n_peek=32):
+    """True when an image collection holds colour photos rather than grayscale scans or tiny images.
+
+    Looks at up to ``n_peek`` items spread over the collection (file headers
+    only, nothing decoded): most of those that can be read must be in colour,
+    and their median shorter side at least ``PHOTO_MIN_SIDE`` pixels.
+    """
+    names = collection_names(X) if names is None else names
+    source = names if isinstance(X, (str, os.PathLike, list, tuple)) else X
+    positions = np.unique(np.linspace(0, len(names) - 1, min(n_peek, len(names))).astype(int))
+    looks = [found for found in (_colour_and_side(source, int(i)) for i in positions) if found is not None]
+    if not looks:
+        return False
+    colour = np.mean([is_colour for is_colour, _ in looks])
+    return bool(colour > 0.5 and np.median([side for _, side in looks]) >= PHOTO_MIN_SIDE)
 
 
 def iter_image_batches(X, image_size, *, names=None, channels=3, n_jobs=None, verbose=0, batch_size=256):

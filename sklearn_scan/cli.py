@@ -44,13 +44,17 @@ def _parser():
     cluster.add_argument("--image-size", type=int, default=None,
                          help="side of the square the images are resized to (default: 64; 224 with a pretrained backbone)")
     cluster.add_argument("--backbone", default="auto",
-                         help="'auto', 'convnet', 'resnet18', or a pretrained model: 'torchvision:resnet50', "
-                              "'timm:<name>', 'hub:<owner/repo>:<name>' (default: auto)")
+                         help="'auto', 'efficientnet-lite0', 'convnet', 'resnet18', or a pretrained model: "
+                              "'torchvision:resnet50', 'timm:<name>', 'hub:<owner/repo>:<name>'. auto: colour photos "
+                              "(median shorter side >= 32 px) get efficientnet-lite0's ImageNet features when "
+                              "sklearn-scan[photos] is installed; other images a small CNN trained from scratch "
+                              "with SimCLR, which --backbone convnet asks for on photos too (default: auto)")
     cluster.add_argument("--backbone-weights", default=None,
                          help="weights of a pretrained backbone: a torchvision weights name or a local .pth file "
                               "(default: the library's pretrained default, from its cache)")
-    cluster.add_argument("--pretext", choices=("simclr", "none"), default=None,
-                         help="self-supervised pretext task (default: simclr; none for a pretrained backbone)")
+    cluster.add_argument("--pretext", choices=("auto", "simclr", "none"), default="auto",
+                         help="self-supervised pretext task (default: auto, which is none for a pretrained backbone "
+                              "and simclr otherwise)")
     cluster.add_argument("--fine-tune", action="store_true",
                          help="train the whole network in the clustering and self-labeling stages, "
                               "not only the clustering heads")
@@ -117,7 +121,6 @@ def _write_assignments(path_or_stream, names, labels, confidence):
 
 def _cluster(args):
     from . import SCANClusterer
-    from ._pretrained import is_pretrained_name
     from .report import write_report
 
     source = _image_source(args.images)
@@ -125,17 +128,12 @@ def _cluster(args):
         raise SystemExit("sklearn-scan: --labels-from-folders needs IMAGES to be a folder with one subfolder per class.")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    pretrained = is_pretrained_name(args.backbone)
-    selflabel_epochs = args.selflabel_epochs
-    if selflabel_epochs is None:
-        # Self-labeling only a head on frozen features was not seen to help (docs/benchmarks-analysis.md)
-        # and costs a backbone pass per epoch; without it only features are kept in memory.
-        selflabel_epochs = 0 if pretrained and not args.fine_tune else 20
     model = SCANClusterer(
         n_clusters=args.n_clusters, backbone=args.backbone, backbone_weights=args.backbone_weights,
-        pretext=args.pretext or ("none" if pretrained else "simclr"), freeze_backbone=not args.fine_tune,
+        pretext=args.pretext, freeze_backbone=not args.fine_tune,
         n_neighbors=args.n_neighbors, n_heads=args.n_heads,
-        pretext_epochs=args.pretext_epochs, scan_epochs=args.scan_epochs, selflabel_epochs=selflabel_epochs,
+        pretext_epochs=args.pretext_epochs, scan_epochs=args.scan_epochs,
+        selflabel_epochs="auto" if args.selflabel_epochs is None else args.selflabel_epochs,
         batch_size=args.batch_size, device=args.device, random_state=args.random_state, image_size=args.image_size,
         n_jobs=args.jobs, verbose=0 if args.quiet else 1,
     )

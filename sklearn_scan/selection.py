@@ -14,7 +14,7 @@ import tempfile
 import numpy as np
 from sklearn.utils import Bunch
 
-from ._estimator import SCANClusterer, collection_image_size
+from ._estimator import SCANClusterer, backbone_for, collection_image_size
 from ._images import is_image_collection, load_image_collection
 from ._neighbors import mine_neighbors
 
@@ -55,7 +55,9 @@ def compare_n_clusters(X, candidates, *, memory=None, n_neighbors=None, return_m
     if not candidates or candidates[0] < 2:
         raise ValueError(f"candidates must be integers of at least 2; got {candidates}.")
     if is_image_collection(X):
-        size = collection_image_size(params.get("image_size"), params.get("backbone", "auto"))
+        # Decoded once for all candidates; colour photos keep the backbone a fit on the files would use.
+        params["backbone"] = backbone_for(X, params.get("backbone", "auto"))
+        size = collection_image_size(params.get("image_size"), params["backbone"])
         X, _, _, _ = load_image_collection(X, size, n_jobs=params.get("n_jobs"), verbose=params.get("verbose", 0))
     with tempfile.TemporaryDirectory() as scratch:
         cache = memory if memory is not None else scratch

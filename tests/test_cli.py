@@ -99,9 +99,10 @@ def test_cluster_with_a_pretrained_backbone_file(photos, tmp_path):
               "--backbone-weights", str(weights), "--scan-epochs", "10", "--n-heads", "2",
               "--n-neighbors", "5", "--image-size", "32", "--quiet", "--jobs", "1"])
     model = SCANClusterer.load(out / "model.pt")
-    assert model.backbone_name_ == "torchvision:mobilenet_v3_small" and model.pretext == "none"
-    # Frozen pretrained features: no self-labeling unless asked for.
-    assert model.selflabel_epochs == 0
+    assert model.backbone_name_ == "torchvision:mobilenet_v3_small"
+    # Pretrained features are used as they are: no pretext, and (frozen) no self-labeling unless asked for.
+    assert not [entry for entry in model.history_ if entry["stage"] in ("pretext", "selflabel")]
+    assert "self-labeling" not in model.stage_seconds_
     assert len(read_csv(out / "assignments.csv")) == 40
     with pytest.raises(SystemExit, match="is not a file"):
         main(["cluster", str(photos), "--n-clusters", "2", "--out", str(out), "--backbone", "torchvision:mobilenet_v3_small",
