@@ -26,10 +26,12 @@ def test_resnet18_output_shape(side, channels):
 
 def test_auto_backbone_depends_on_input_and_device():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert resolve_backbone_name("auto", False, None, cpu) == "mlp"
-    assert resolve_backbone_name("auto", True, 32, cpu) == "convnet"
-    assert resolve_backbone_name("auto", True, 32, cuda) == "resnet18"
-    assert resolve_backbone_name("auto", True, 8, cuda) == "convnet"
+    assert resolve_backbone_name("auto", (2,), cpu) == "mlp"
+    assert resolve_backbone_name("auto", (127,), cpu) == "mlp"
+    assert resolve_backbone_name("auto", (128,), cpu) == "normalized"
+    assert resolve_backbone_name("auto", (3, 32, 32), cpu) == "convnet"
+    assert resolve_backbone_name("auto", (3, 32, 32), cuda) == "resnet18"
+    assert resolve_backbone_name("auto", (1, 8, 8), cuda) == "convnet"
 
 
 def test_user_module_is_copied_and_sized():

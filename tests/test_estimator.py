@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
+from sklearn.datasets import make_blobs
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_validate
 from sklearn.pipeline import make_pipeline
@@ -110,6 +111,20 @@ def test_outputs_on_features(blobs):
     sizes = np.bincount(model.labels_)
     assert list(sizes) == sorted(sizes, reverse=True)
     assert np.isfinite(model.score(X))
+
+
+def test_embedding_features_get_linear_heads_on_unit_rows(tmp_path):
+    X, y = make_blobs(n_samples=120, n_features=128, centers=3, random_state=0)
+    model = SCANClusterer(**fast_params(selflabel_epochs="auto")).fit(X)
+    assert model.backbone_name_ == "normalized"
+    assert clustering_accuracy_score(y, model.labels_) > 0.95
+    embedding = model.transform(X)
+    np.testing.assert_allclose(np.linalg.norm(embedding, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(embedding[0], X[0] / np.linalg.norm(X[0]), rtol=1e-4, atol=1e-5)
+    # Nothing to train but the heads: no self-labeling under "auto".
+    assert [entry["stage"] for entry in model.history_].count("selflabel") == 0
+    model.save(tmp_path / "model.pt")
+    np.testing.assert_array_equal(SCANClusterer.load(tmp_path / "model.pt").predict(X), model.predict(X))
 
 
 def test_history_records_every_stage():
