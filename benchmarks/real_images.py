@@ -208,6 +208,8 @@ def markdown(rows, skipped, agreement, meta):
         f"`python benchmarks/real_images.py {meta['arguments']}` on {meta['date']} at commit {meta['commit']}"
         + (" (with --append, earlier runs are kept: each run's commit is in benchmarks.json)." if "--append" in meta["arguments"] else "."),
         "",
+        "![ACC of every method on each data set, mean and std over the seeds](benchmarks.png)",
+        "",
         "| data set | method | ACC | NMI | ARI | time (s, median) | peak memory (MiB) |",
         "|---|---|---|---|---|---|---|",
     ]
