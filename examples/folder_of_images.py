@@ -8,10 +8,11 @@ copy exists, otherwise from scikit-learn's digits; then runs
     sklearn-scan predict RESULT/model.pt NEW_PHOTOS
 
 Open RESULT/report.html in a browser. Run: python examples/folder_of_images.py [--out DIR]
-(37 s on 2 CPU cores here, 2026-11-30; ACC 0.51 against the folders. Over seeds 0-3 the same fit
-gave 0.50-0.53: 600 small photos and 60 pretext epochs are a weak embedding. The grayscale photos
-are spread over the clusters, 6-25% of each against 15% overall; stronger grayscale augmentation
-did not raise ACC: benchmarks/experiments/README.md).
+The command line runs with its defaults, so these colour photos are clustered on the shipped
+ImageNet backbone (the photos extra). Not re-measured since that change (2026-12-01); before it,
+with a small CNN trained from scratch (60 pretext epochs at 32 px, now `--backbone convnet`),
+it took 37 s on 2 CPU cores and gave ACC 0.50-0.53 over seeds 0-3. benchmarks/photo_folder.py
+measures the defaults on 1,000 photos of 10 classes (docs/benchmark-photos.md).
 """
 
 import argparse
