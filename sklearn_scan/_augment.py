@@ -184,8 +184,9 @@ def _sharpness(images, magnitude):
 
 
 def _posterize(images, magnitude):
-    levels = _per_image(torch.pow(2.0, 8 - torch.round(magnitude * 4)), images)
-    return torch.floor(images * 255 / levels) * levels / 255
+    """Keep 8 - round(4 * magnitude) bits: 256 grey levels at magnitude 0, 16 at 1."""
+    step = _per_image(torch.pow(2.0, torch.round(magnitude * 4)), images)
+    return torch.floor(torch.round(images * 255) / step) * step / 255
 
 
 def _solarize(images, magnitude):
@@ -233,7 +234,8 @@ def _cutout(images, fraction, generator):
     centre_x = torch.randint(0, width, (batch_size,), generator=generator).to(images.device)
     rows = torch.arange(height, device=images.device).view(1, height, 1)
     cols = torch.arange(width, device=images.device).view(1, 1, width)
-    inside = ((rows - centre_y.view(-1, 1, 1)).abs() * 2 < side_y) & ((cols - centre_x.view(-1, 1, 1)).abs() * 2 < side_x)
+    top, left = (centre_y - side_y // 2).view(-1, 1, 1), (centre_x - side_x // 2).view(-1, 1, 1)
+    inside = (rows >= top) & (rows < top + side_y) & (cols >= left) & (cols < left + side_x)
     return images * (~inside).unsqueeze(1).to(images.dtype)
 
 
@@ -243,6 +245,12 @@ def strong_views(images, policy, generator):
     Each image draws ``policy.strong_ops`` operations (with replacement) from the
     photometric and geometric lists with random magnitudes; geometric ones are
     composed into a single resampling. (B, C, H, W) -> same.
+    Ranges, at magnitudes drawn uniformly in [0, 1] (tests/test_augment.py checks
+    each): brightness, contrast, saturation and sharpness factors 0.1-1.9;
+    posterize to 4-8 bits; solarize above a threshold of 0-1; autocontrast;
+    rotation up to 30 degrees, shear up to 0.3, translation up to 30% of the
+    side, either way; cutout of a square of ``policy.cutout_fraction`` of the
+    side, set to 0.
     """
     batch_size = images.shape[0]
     images = _affine_warp(images, _crop_flip_rotate_matrices(batch_size, policy, generator))

@@ -514,7 +514,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             train_selflabel(
                 selflabel_model, inputs, n_clusters=self.n_clusters,
                 confidence_threshold=self.confidence_threshold, epochs=selflabel_epochs,
-                weak_augment=weak, strong_augment=strong, images=images,
+                strong_augment=strong, images=images,
                 generator=make_generator(selflabel_seed), history=history,
                 **stage_params["selflabel_params"], **common,
             )

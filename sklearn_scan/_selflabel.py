@@ -1,11 +1,14 @@
 """Self-labeling stage: confident predictions become pseudo-labels for strong views."""
 
+import copy
+
 import torch
 import torch.nn.functional as F
 
 from ._torch_utils import (
     autocast,
     cosine_schedule,
+    predict_in_batches,
     prepare_module,
     run_epochs,
     shuffled_batches,
@@ -25,6 +28,12 @@ def balanced_cross_entropy(logits, pseudo_labels, n_clusters):
     return F.cross_entropy(logits.float(), pseudo_labels, weight=weights)
 
 
+#: Self-labeling stops, and returns to the weights of the last good epoch, when the share of confident
+#: samples falls below this fraction of the share it started from (the paper keeps the weights where
+#: the confident share plateaus; a collapse means the network is unlearning its clusters).
+COLLAPSE_FRACTION = 0.5
+
+
 def train_selflabel(
     model,
     inputs,
@@ -35,7 +44,6 @@ def train_selflabel(
     batch_size,
     device,
     generator,
-    weak_augment=None,
     strong_augment=None,
     images=True,
     learning_rate=1e-4,
@@ -45,10 +53,15 @@ def train_selflabel(
 ):
     """Fine-tune ``model`` in place on its own confident predictions.
 
-    model: (B, ...) -> (B, n_clusters) logits. In every batch the prediction on
-    a weak view picks the samples whose top probability exceeds
-    ``confidence_threshold``; the model then learns those pseudo-labels on
-    strong views with :func:`balanced_cross_entropy`.
+    model: (B, ...) -> (B, n_clusters) logits. In every batch the model, in
+    eval mode, predicts the images as they are; those whose top probability
+    exceeds ``confidence_threshold`` become pseudo-labels. The whole batch is
+    then strongly augmented and forwarded in train mode (so batch norm sees
+    every image, not a few class-skewed ones), and the loss,
+    :func:`balanced_cross_entropy`, counts only the confident samples.
+    When an epoch's confident share falls below ``COLLAPSE_FRACTION`` of the
+    share before training, the weights of the last good epoch come back and
+    the stage stops (``"stopped": True`` in its history entry).
     Returns ``(model, interrupted)``; the model is on ``device``.
     """
     history = [] if history is None else history
@@ -56,28 +69,33 @@ def train_selflabel(
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=learning_rate, weight_decay=weight_decay)
     scheduler = cosine_schedule(optimizer, epochs)
-    model.train()
+    good_state = copy.deepcopy(model.state_dict())
+    with autocast(device):
+        logits = torch.from_numpy(predict_in_batches(model, inputs, device, batch_size, images))
+    first_share = float((torch.softmax(logits, dim=1).max(dim=1).values > confidence_threshold).float().mean())
 
     def train_one_epoch(epoch):
+        nonlocal good_state
         loss_sum, confident, seen = torch.zeros((), device=device), 0, 0
         steps = 0
         for indices in shuffled_batches(len(inputs), batch_size, generator):
             batch = to_device(inputs[indices], device, images)
-            weak = batch if weak_augment is None else weak_augment(batch, generator)
+            model.eval()
             with torch.no_grad(), autocast(device):
-                probabilities = torch.softmax(model(weak).float(), dim=1)
+                probabilities = torch.softmax(model(batch).float(), dim=1)
             top_probability, pseudo_labels = probabilities.max(dim=1)
             mask = top_probability > confidence_threshold
             n_confident = int(mask.sum())
             seen += len(indices)
             confident += n_confident
             # Batch norm needs two samples to train on.
-            if n_confident < 2:
+            if n_confident == 0 or len(indices) < 2:
                 continue
-            strong = batch[mask] if strong_augment is None else strong_augment(batch[mask], generator)
+            views = batch if strong_augment is None else strong_augment(batch, generator)
+            model.train()
             with autocast(device):
-                logits = model(strong)
-            loss = balanced_cross_entropy(logits, pseudo_labels[mask], n_clusters)
+                logits = model(views)
+            loss = balanced_cross_entropy(logits[mask], pseudo_labels[mask], n_clusters)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -86,10 +104,13 @@ def train_selflabel(
         # Stepped per epoch, since a batch without confident samples takes no step.
         if steps:
             scheduler.step()
-        return {
-            "loss": (loss_sum / max(steps, 1)).item(),
-            "confident_share": confident / max(seen, 1),
-        }
+        share = confident / max(seen, 1)
+        figures = {"loss": (loss_sum / max(steps, 1)).item(), "confident_share": share}
+        if share < COLLAPSE_FRACTION * first_share:
+            model.load_state_dict(good_state)
+            return {**figures, "stopped": True}
+        good_state = copy.deepcopy(model.state_dict())
+        return figures
 
     interrupted = run_epochs("selflabel", epochs, train_one_epoch, verbose, history)
     model.eval()

@@ -216,9 +216,9 @@ def run_epochs(stage, n_epochs, train_one_epoch, verbose, history):
     """Run ``train_one_epoch(epoch) -> dict`` ``n_epochs`` times, recording history.
 
     Each epoch's dict of figures is appended to ``history`` with the stage and
-    epoch number, and shown on the progress bar. Ctrl-C (KeyboardInterrupt)
-    ends the stage early, keeping what was learned. Returns True when the stage
-    was interrupted.
+    epoch number, and shown on the progress bar; a dict with ``"stopped": True``
+    ends the stage after that epoch. Ctrl-C (KeyboardInterrupt) ends the stage
+    early, keeping what was learned. Returns True when the stage was interrupted.
     """
     bar = progress(range(n_epochs), verbose, desc=stage)
     try:
@@ -227,6 +227,8 @@ def run_epochs(stage, n_epochs, train_one_epoch, verbose, history):
             history.append({"stage": stage, "epoch": epoch, **figures})
             if verbose:
                 bar.set_postfix({key: f"{value:.4g}" for key, value in figures.items()})
+            if figures.get("stopped"):
+                break
     except KeyboardInterrupt:
         warnings.warn(
             f"Training interrupted during the {stage} stage; keeping what was learned so far.",

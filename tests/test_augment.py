@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from sklearn_scan import _augment
 from sklearn_scan._augment import AugmentationPolicy, policy_for_images, strong_views, weak_views
 from sklearn_scan._torch_utils import make_generator
 
@@ -59,3 +60,70 @@ def test_cutout_blanks_a_square():
     zero_share = (out == 0).float().mean(dim=(1, 2, 3)).numpy()
     # A cutout of half the side covers up to a quarter of the image, less at the border.
     assert np.all(zero_share > 0.05) and np.all(zero_share <= 0.3)
+
+
+GRAY = torch.full((2, 3, 8, 8), 0.5)
+EDGES = torch.cat([torch.zeros(2, 3, 8, 4), torch.ones(2, 3, 8, 4)], dim=3) * 0.5 + 0.25  # halves at 0.25 and 0.75
+
+
+def at(magnitude):
+    return torch.full((2,), float(magnitude))
+
+
+@pytest.mark.parametrize("operation", [_augment._brightness])
+def test_brightness_factor_stays_in_documented_range(operation):
+    assert operation(GRAY, at(0)).mean().item() == pytest.approx(0.5 * 0.1)
+    assert operation(GRAY, at(1)).mean().item() == pytest.approx(0.5 * 1.9)
+
+
+def test_contrast_factor_stays_in_documented_range():
+    spread = lambda out: (out[..., 4:] - out[..., :4]).mean().item()  # noqa: E731
+    assert spread(_augment._contrast(EDGES, at(0))) == pytest.approx(0.5 * 0.1, abs=1e-6)
+    assert spread(_augment._contrast(EDGES, at(1))) == pytest.approx(0.5 * 1.9, abs=1e-6)
+
+
+def test_saturation_factor_stays_in_documented_range():
+    colour = torch.tensor([0.6, 0.4, 0.4]).view(1, 3, 1, 1).expand(2, 3, 8, 8)
+    gray = _augment._gray(colour)
+    for magnitude, factor in ((0, 0.1), (1, 1.9)):
+        torch.testing.assert_close(_augment._saturation(colour, at(magnitude)) - gray, (colour - gray) * factor)
+
+
+def test_sharpness_factor_stays_in_documented_range():
+    smooth = _augment._sharpness(EDGES, at(0.5))  # factor 1: the image itself
+    torch.testing.assert_close(smooth, EDGES)
+    blurred, sharpened = _augment._sharpness(EDGES, at(0)), _augment._sharpness(EDGES, at(1))
+    # The edge moves towards the blurred image by 0.9 of the way, or away from it as far.
+    step = (EDGES - blurred)[..., 3].abs().max() / 0.9
+    assert (sharpened - EDGES)[..., 3].abs().max() == pytest.approx(float(step) * 0.9, rel=1e-4)
+
+
+def test_posterize_keeps_four_to_eight_bits():
+    ramp = torch.linspace(0, 1, 256).view(1, 1, 1, 256).expand(2, 1, 1, 256)
+    assert len(torch.unique(_augment._posterize(ramp, at(0)))) == 256
+    assert len(torch.unique(_augment._posterize(ramp, at(1)))) == 16
+
+
+def test_solarize_threshold_spans_zero_to_one():
+    torch.testing.assert_close(_augment._solarize(GRAY, at(0)), GRAY)  # threshold 1: nothing inverted
+    torch.testing.assert_close(_augment._solarize(EDGES, at(1)), 1 - EDGES)  # threshold 0: everything
+
+
+def test_geometric_ops_stay_in_documented_range():
+    one = torch.ones(1, 5)
+    matrices = {}
+    for index, name in enumerate(_augment.GEOMETRIC_OPS):
+        chosen = torch.zeros(1, 5)
+        chosen[0, index] = 1
+        matrices[name] = _augment._randaugment_matrices(chosen, one, one)[0]
+    angle = torch.atan2(matrices["rotate"][1, 0], matrices["rotate"][0, 0])
+    assert torch.rad2deg(angle).item() == pytest.approx(30, abs=1e-4)
+    assert matrices["shear_x"][0, 1].item() == pytest.approx(0.3) and matrices["shear_y"][1, 0].item() == pytest.approx(0.3)
+    # Normalised coordinates span 2 per side: 0.6 is 30% of the side.
+    assert matrices["translate_x"][0, 2].item() == pytest.approx(0.6) and matrices["translate_y"][1, 2].item() == pytest.approx(0.6)
+
+
+def test_cutout_side_follows_the_policy():
+    out = _augment._cutout(torch.ones(64, 1, 16, 16), 0.25, make_generator(0))
+    widest_row = (out == 0).sum(dim=3).amax(dim=(1, 2))
+    assert widest_row.max().item() == 4  # a quarter of 16 pixels, never wider

@@ -106,10 +106,69 @@ def test_selflabel_with_augmentations_runs_on_images(digits):
     history = []
     train_selflabel(
         model, inputs, n_clusters=3, confidence_threshold=0.34, epochs=2, batch_size=64, device=CPU,
-        generator=make_generator(0), weak_augment=lambda b, g: weak_views(b, policy, g),
-        strong_augment=lambda b, g: strong_views(b, policy, g), history=history,
+        generator=make_generator(0), strong_augment=lambda b, g: strong_views(b, policy, g), history=history,
     )
     assert len(history) == 2 and history[0]["confident_share"] > 0
+
+
+def two_groups(n=256):
+    """1-D features: half at -5, half at +5 (labels 0 and 1)."""
+    X = torch.cat([torch.full((n // 2, 1), -5.0), torch.full((n // 2, 1), 5.0)]) + 0.1 * torch.randn(n, 1)
+    return X, np.repeat([0, 1], n // 2)
+
+
+def skewed_model(X):
+    """Batch norm, then logits [-6x - 3, 0]: the +5 group is confident (p > 0.999), the -5 group is not (p < 0.96).
+
+    Batch norm starts with the running statistics of the clean data.
+    """
+    norm, head = torch.nn.BatchNorm1d(1), torch.nn.Linear(1, 2)
+    with torch.no_grad():
+        norm.running_mean.copy_(X.mean(0))
+        norm.running_var.copy_(X.var(0))
+        head.weight.copy_(torch.tensor([[-6.0], [0.0]]))
+        head.bias.copy_(torch.tensor([-3.0, 0.0]))
+    return torch.nn.Sequential(norm, head)
+
+
+def test_selflabel_confidence_comes_from_the_images_as_they_are():
+    X, _ = two_groups()
+    history = []
+    # Views that carry nothing: were confidence judged on them, no sample would ever be confident.
+    train_selflabel(skewed_model(X), X, n_clusters=2, confidence_threshold=0.99, epochs=1, batch_size=64, device=CPU,
+                    generator=make_generator(0), strong_augment=lambda batch, g: torch.zeros_like(batch),
+                    images=False, learning_rate=1e-6, history=history)
+    assert 0.45 < history[0]["confident_share"] <= 0.5  # the +5 group, judged on the inputs as they are
+
+
+def test_selflabel_keeps_batch_norm_statistics_of_the_clean_data():
+    X, _ = two_groups()
+    model = skewed_model(X)
+    confident = torch.softmax(model.eval()(X), dim=1).max(dim=1).values > 0.99
+    # The setting is skewed: the confident samples alone have a mean far from the data's.
+    assert abs(X[confident].mean() - X.mean()) > 4
+    train_selflabel(model, X, n_clusters=2, confidence_threshold=0.99, epochs=1, batch_size=32, device=CPU,
+                    generator=make_generator(0), images=False, learning_rate=1e-6)
+    norm = model[0]
+    # The whole batch goes through batch norm, so its running statistics stay those of the clean data.
+    assert abs(norm.running_mean.item() - X.mean().item()) < 0.5
+    assert abs(norm.running_var.item() / X.var().item() - 1) < 0.1
+
+
+def test_selflabel_rolls_back_when_the_confident_share_collapses():
+    X, _ = two_groups()
+    model = torch.nn.Linear(1, 2)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[-1.2], [0.0]]))  # both groups confident (p > 0.997)
+        model.bias.zero_()
+    history = []
+    # Views of pure noise carry no label: learning them flattens the predictions, and confidence collapses.
+    train_selflabel(model, X, n_clusters=2, confidence_threshold=0.99, epochs=20, batch_size=32, device=CPU,
+                    generator=make_generator(0), strong_augment=lambda batch, g: 5 * torch.randn(batch.shape, generator=g),
+                    images=False, learning_rate=0.5, history=history)
+    assert history[-1]["stopped"] and history[-1]["confident_share"] < 0.5 and len(history) < 20
+    # The weights of the last good epoch (here those it started with) came back.
+    torch.testing.assert_close(model.weight, torch.tensor([[-1.2], [0.0]]))
 
 
 def test_mixed_precision_setting_decides_bfloat16():

@@ -42,6 +42,6 @@ if cfg.get('sl',0):
     model = head if cfg.get('freeze') else ClusterModel(enc, head)
     st = (lambda b,g: strong_views(b,pol,g)) if cfg.get('saug',True) and not cfg.get('freeze') else None
     h=[]
-    model,_=train_selflabel(model, ins, n_clusters=10, confidence_threshold=cfg.get('thr',0.99), epochs=cfg['sl'], batch_size=256, device=cpu, generator=g, weak_augment=aug if cfg.get('slweak',False) else None, strong_augment=st, images=im, learning_rate=cfg.get('sllr',1e-4), history=h)
+    model,_=train_selflabel(model, ins, n_clusters=10, confidence_threshold=cfg.get('thr',0.99), epochs=cfg['sl'], batch_size=256, device=cpu, generator=g, strong_augment=st, images=im, learning_rate=cfg.get('sllr',1e-4), history=h)
     lg = predict_in_batches(model, ins, cpu, 512, im)
     print("selflabel acc %.3f"%acc(y, lg.argmax(1)), [round(x['confident_share'],3) for x in h][::3], np.bincount(lg.argmax(1), minlength=10))

@@ -43,6 +43,6 @@ for variant in sys.argv[5:] or ["frozen", "finetune"]:
     m = copy.deepcopy(model); t0 = time.time(); h = []
     sl = ClusterModel(Frozen(m.encoder), m.head) if variant == "frozen" else m
     train_selflabel(sl, X, n_clusters=10, confidence_threshold=0.99, epochs=epochs, batch_size=256, device=cpu,
-                    generator=make_generator(seed), weak_augment=weak, strong_augment=strong, learning_rate=lr, history=h)
+                    generator=make_generator(seed), strong_augment=strong, learning_rate=lr, history=h)
     print([round(e.get("confident_share", 0), 3) for e in h])
     report("selflabel " + variant, m, t0)
