@@ -78,11 +78,11 @@ def main():
     args = parser.parse_args()
     if not CIFAR_TAR.exists():
         raise SystemExit(f"needs {CIFAR_TAR} (see ../shared/data/README.md)")
+    meta = run_metadata(arguments=" ".join(sys.argv[1:]))  # before the runs: the code they start with
     runs = []
     for seed in args.seeds:
         runs.append(run(seed, args.per_class))
         print(json.dumps(runs[-1]), flush=True)
-    meta = run_metadata(arguments=" ".join(sys.argv[1:]))
     (ROOT / "docs" / "benchmark-photos.json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=2))
     acc = [r["scan"]["accuracy"] for r in runs]
     kmeans = [r["kmeans_on_features"]["accuracy"] for r in runs]

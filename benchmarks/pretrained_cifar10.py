@@ -55,12 +55,12 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--train-size", type=int, default=10_000)
     args = parser.parse_args()
+    meta = run_metadata(arguments=" ".join(sys.argv[1:]))  # before the runs: the code they start with
     runs, test_features = [], None
     for seed in args.seeds:
         result, test_features = run(seed, args.train_size, test_features)
         runs.append(result)
         print(json.dumps(runs[-1]), flush=True)
-    meta = run_metadata(arguments=" ".join(sys.argv[1:]))
     (ROOT / "docs" / "benchmark-pretrained.json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=2))
     mean = {key: float(np.mean([r[key] for r in runs])) for key in ("scan", "kmeans", "kmeans_unit", "purity_k20")}
     lines = [
