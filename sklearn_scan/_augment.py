@@ -33,6 +33,14 @@ class AugmentationPolicy:
     augment_scan: bool = True
 
 
+#: The policy fields :func:`weak_views` reads (the pretext's views); the others only shape the
+#: clustering step and the strong views, so they do not change a trained pretext encoder.
+WEAK_VIEW_FIELDS = (
+    "crop_scale", "crop_ratio", "flip", "rotation_degrees", "jitter_probability", "brightness", "contrast",
+    "saturation", "hue", "grayscale_probability",
+)
+
+
 def policy_for_images(n_channels, height, width, **changes):
     """The augmentation policy for images of this shape, with ``changes`` to its fields.
 

@@ -15,7 +15,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
 from torch import nn
 
-from ._augment import AugmentationPolicy, policy_for_images, strong_views, weak_views
+from ._augment import WEAK_VIEW_FIELDS, AugmentationPolicy, policy_for_images, strong_views, weak_views
 from ._backbones import ClusteringHeads, ClusterModel, Frozen, build_encoder
 from ._inputs import per_channel_statistics, to_model_inputs
 from ._images import (
@@ -464,7 +464,10 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             pretrained = pretrain.call_and_shelve(
                 inputs.numpy(), images, backbone, self.backbone_weights, pretext if images else "none",
                 self.pretext_epochs,
-                self.batch_size, stage_params["pretext_params"], stage_params["augmentation_params"], device,
+                self.batch_size, stage_params["pretext_params"],
+                # Only what the pretext's views use, so that a change to the later stages' augmentation reuses the cache.
+                {key: value for key, value in stage_params["augmentation_params"].items() if key in WEAK_VIEW_FIELDS},
+                device,
                 self.mixed_precision, pretext_seed, self.verbose,
             )
             encoder, backbone_name, history = pretrained.get()

@@ -1,0 +1,203 @@
+"""Ablation of SCAN's two steps, in the spirit of the paper's Table 1: one change per row.
+
+Every row fits ``SCANClusterer`` on the same 10,000-image training sample with one
+pretext encoder (trained once, cached under --cache), and reports on the whole
+test split: k-means on the pretext embedding, the clustering step alone
+(``selflabel_epochs=0``) and the fit with self-labeling, with neighbour purity.
+Results are appended to docs/ablation.json and the table is rewritten in
+docs/ablation.md.
+
+Usage:
+    python benchmarks/ablation.py --dataset fashion_mnist --rows frozen unfrozen_augmented
+    python benchmarks/ablation.py --list
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import ROOT, run_metadata
+from real_images import DATASETS, load
+
+DOCS = ROOT / "docs"
+
+#: The pretext every row shares (the benchmark's CPU-track settings), by data set.
+PRETEXT = {
+    "mnist": dict(pretext_epochs=100, batch_size=128),
+    "fashion_mnist": dict(pretext_epochs=100, batch_size=128),
+    "cifar10": dict(pretext_epochs=200, batch_size=128),
+}
+
+#: Rows: changes to the estimator's parameters, each against "defaults".
+ROWS = {
+    "defaults": {},
+    "frozen": dict(freeze_backbone=True),
+    # The whole network trains in the clustering step: 30 epochs (a tenth of a CPU budget's time each).
+    "unfrozen_clean": dict(freeze_backbone=False, scan_epochs=30, augmentation_params={"augment_scan": False}),
+    "unfrozen_augmented": dict(freeze_backbone=False, scan_epochs=30, augmentation_params={"augment_scan": True}),
+}
+
+
+class ClusteringStepSpy:
+    """Records the test predictions of the model self-labeling starts from (the clustering step's).
+
+    Installed in place of the estimator's ``train_selflabel``, so that one fit
+    gives both figures; ACC ignores the numbering of clusters, so raw argmaxes do.
+    """
+
+    def __init__(self, X_test):
+        from sklearn_scan._inputs import to_model_inputs
+
+        self.test_inputs, self.images = to_model_inputs(X_test)
+        self.labels = None
+
+    def __call__(self, model, inputs, **kwargs):
+        from sklearn_scan._torch_utils import predict_in_batches
+
+        logits = predict_in_batches(model, self.test_inputs.to(kwargs["device"]), kwargs["device"], 512, self.images)
+        self.labels = logits.argmax(axis=1)
+        return self.original(model, inputs, **kwargs)
+
+    def __enter__(self):
+        from sklearn_scan import _estimator
+
+        self.original, _estimator.train_selflabel = _estimator.train_selflabel, self
+        return self
+
+    def __exit__(self, *exc):
+        from sklearn_scan import _estimator
+
+        _estimator.train_selflabel = self.original
+
+
+def pretext_embedding(X, n_classes, seed, cache, pretext):
+    """The cached pretext encoder's features of X (a one-epoch frozen fit reuses the cache)."""
+    from sklearn_scan import SCANClusterer
+
+    model = SCANClusterer(n_classes, random_state=seed, memory=cache, freeze_backbone=True, scan_epochs=1,
+                          selflabel_epochs=0, **pretext).fit(X)
+    return model
+
+
+def run(dataset, rows, seed, data_dir, cache, train_size, selflabel_epochs, pretext_epochs=None):
+    from sklearn.cluster import KMeans
+
+    from sklearn_scan import SCANClusterer
+    from sklearn_scan._neighbors import mine_neighbors
+    from sklearn_scan.metrics import clustering_accuracy_score
+
+    data = load(dataset, data_dir)
+    rng = np.random.default_rng(seed)
+    train = rng.choice(len(data.X_train), size=min(train_size, len(data.X_train)), replace=False)
+    X_train, y_train, X_test, y_test = data.X_train[train], data.y_train[train], data.X_test, data.y_test
+    n_classes = len(data.classes)
+    cache = str(Path(cache) / f"{dataset}-{seed}")
+    pretext = dict(PRETEXT[dataset], **({"pretext_epochs": pretext_epochs} if pretext_epochs is not None else {}))
+
+    start = time.perf_counter()
+    base = pretext_embedding(X_train, n_classes, seed, cache, pretext)
+    pretext_seconds = time.perf_counter() - start
+    train_features = base.transform(X_train)
+    neighbors = mine_neighbors(train_features, 20, metric="cosine")
+    purity = float((y_train[neighbors] == y_train[:, None]).mean())
+    unit = train_features / np.linalg.norm(train_features, axis=1, keepdims=True)
+    kmeans = KMeans(n_classes, n_init=10, random_state=seed).fit(unit)
+    test_features = base.transform(X_test)
+    kmeans_accuracy = clustering_accuracy_score(
+        y_test, kmeans.predict(test_features / np.linalg.norm(test_features, axis=1, keepdims=True))
+    )
+    print(f"{dataset} seed {seed}: pretext {pretext_seconds:.0f} s, purity@20 {purity:.3f}, "
+          f"k-means on the embedding {kmeans_accuracy:.3f}", flush=True)
+
+    for row in rows:
+        params = dict(pretext, **ROWS[row])
+        with ClusteringStepSpy(X_test) as spy:
+            full = SCANClusterer(n_classes, random_state=seed, memory=cache,
+                                 **dict(params, selflabel_epochs=selflabel_epochs)).fit(X_train)
+        stages = full.stage_seconds_
+        clustering_seconds = sum(stages[name] for name in ("pretext", "embedding and neighbours", "clustering step"))
+        final_accuracy = clustering_accuracy_score(y_test, full.predict(X_test))
+        clustering_accuracy = clustering_accuracy_score(y_test, spy.labels) if spy.labels is not None else final_accuracy
+        result = {
+            "dataset": dataset, "row": row, "seed": seed, "params": params, "train_size": len(X_train),
+            "neighbor_purity_k20": purity, "kmeans_on_embedding": kmeans_accuracy,
+            "clustering_step": clustering_accuracy, "clustering_seconds": clustering_seconds,
+            "stage_seconds": stages,
+        }
+        if selflabel_epochs:
+            shares = [entry["confident_share"] for entry in full.history_ if "confident_share" in entry]
+            result.update(
+                after_selflabeling=final_accuracy,
+                selflabel_seconds=stages.get("self-labeling", 0.0),
+                confident_shares=shares,
+                selflabel_stopped=any(entry.get("stopped") for entry in full.history_),
+            )
+        yield result
+        print(f"  {row:<22} clustering step {clustering_accuracy:.3f} ({clustering_seconds:.0f} s)"
+              + (f"  after self-labeling {result['after_selflabeling']:.3f} "
+                 f"({result['selflabel_seconds']:.0f} s)" if selflabel_epochs else ""), flush=True)
+    return results
+
+
+def markdown(results):
+    lines = [
+        "# Ablation of SCAN's steps",
+        "",
+        "One change per row against the row named first for its data set; 10,000 training images, "
+        "the whole test split, one seed, one cached pretext per data set and seed. "
+        "Written by `python benchmarks/ablation.py` (commands and commits in ablation.json).",
+        "",
+        "| data set | row | seed | purity@20 | k-means on embedding | clustering step | after self-labeling "
+        "| clustering fit (s) | commit |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        after = f"{r['after_selflabeling']:.3f}" if "after_selflabeling" in r else "-"
+        lines.append(
+            f"| {r['dataset']} | {r['row']} | {r['seed']} | {r['neighbor_purity_k20']:.3f} "
+            f"| {r['kmeans_on_embedding']:.3f} | {r['clustering_step']:.3f} | {after} "
+            f"| {r['clustering_seconds']:.0f} | {r['commit']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="fashion_mnist")
+    parser.add_argument("--rows", nargs="+", default=list(ROWS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--selflabel-epochs", type=int, default=10)
+    parser.add_argument("--train-size", type=int, default=10_000)
+    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--cache", default="/tmp/scan-ablation-cache")
+    parser.add_argument("--pretext-epochs", type=int, help="override the data set's pretext epochs (smoke runs)")
+    parser.add_argument("--list", action="store_true", help="print the rows and exit")
+    args = parser.parse_args()
+    if args.list:
+        for name, params in ROWS.items():
+            print(f"{name}: {params}")
+        return
+    unknown = set(args.rows) - set(ROWS)
+    if unknown:
+        parser.error(f"unknown rows {sorted(unknown)}; --list shows them")
+    meta = run_metadata()
+    results = run(args.dataset, args.rows, args.seed, args.data_dir, args.cache, args.train_size,
+                  args.selflabel_epochs, args.pretext_epochs)
+    path = DOCS / "ablation.json"
+    for result in results:
+        if args.pretext_epochs is not None:
+            print(result)
+            continue  # smoke runs are not recorded
+        kept = json.loads(path.read_text()) if path.exists() else []
+        kept.append({**result, "commit": meta["commit"], "date": meta["date"],
+                     "command": "python benchmarks/ablation.py " + " ".join(
+                         f"--dataset {args.dataset} --seed {args.seed} --rows {result['row']} "
+                         f"--selflabel-epochs {args.selflabel_epochs}".split())})
+        path.write_text(json.dumps(kept, indent=1) + "\n")
+        (DOCS / "ablation.md").write_text(markdown(kept))
+
+
+if __name__ == "__main__":
+    main()
