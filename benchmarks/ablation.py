@@ -138,7 +138,6 @@ def run(dataset, rows, seed, data_dir, cache, train_size, selflabel_epochs, pret
         print(f"  {row:<22} clustering step {clustering_accuracy:.3f} ({clustering_seconds:.0f} s)"
               + (f"  after self-labeling {result['after_selflabeling']:.3f} "
                  f"({result['selflabel_seconds']:.0f} s)" if selflabel_epochs else ""), flush=True)
-    return results
 
 
 def markdown(results):
@@ -172,7 +171,8 @@ def main():
     parser.add_argument("--train-size", type=int, default=10_000)
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--cache", default="/tmp/scan-ablation-cache")
-    parser.add_argument("--pretext-epochs", type=int, help="override the data set's pretext epochs (smoke runs)")
+    parser.add_argument("--pretext-epochs", type=int, help="override the data set's pretext epochs (recorded with the row)")
+    parser.add_argument("--no-record", action="store_true", help="print the results only (smoke runs)")
     parser.add_argument("--list", action="store_true", help="print the rows and exit")
     args = parser.parse_args()
     if args.list:
@@ -187,14 +187,15 @@ def main():
                   args.selflabel_epochs, args.pretext_epochs)
     path = DOCS / "ablation.json"
     for result in results:
-        if args.pretext_epochs is not None:
+        if args.no_record:
             print(result)
-            continue  # smoke runs are not recorded
+            continue
         kept = json.loads(path.read_text()) if path.exists() else []
         kept.append({**result, "commit": meta["commit"], "date": meta["date"],
                      "command": "python benchmarks/ablation.py " + " ".join(
                          f"--dataset {args.dataset} --seed {args.seed} --rows {result['row']} "
-                         f"--selflabel-epochs {args.selflabel_epochs}".split())})
+                         f"--selflabel-epochs {args.selflabel_epochs}".split()
+                         + ([f"--pretext-epochs {args.pretext_epochs}"] if args.pretext_epochs is not None else []))})
         path.write_text(json.dumps(kept, indent=1) + "\n")
         (DOCS / "ablation.md").write_text(markdown(kept))
 
