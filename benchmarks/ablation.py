@@ -171,7 +171,8 @@ def main():
     parser.add_argument("--train-size", type=int, default=10_000)
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--cache", default="/tmp/scan-ablation-cache")
-    parser.add_argument("--pretext-epochs", type=int, help="override the data set's pretext epochs (recorded with the row)")
+    parser.add_argument("--pretext-epochs", type=lambda value: value if value == "auto" else int(value),
+                        help="override the data set's pretext epochs, or 'auto' (recorded with the row)")
     parser.add_argument("--no-record", action="store_true", help="print the results only (smoke runs)")
     parser.add_argument("--list", action="store_true", help="print the rows and exit")
     args = parser.parse_args()
