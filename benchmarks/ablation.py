@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import ROOT, run_metadata
+from _common import ROOT, ClusteringStepSpy, run_metadata
 from real_images import DATASETS, load
 
 DOCS = ROOT / "docs"
@@ -38,38 +38,6 @@ ROWS = {
     "unfrozen_clean": dict(freeze_backbone=False, scan_epochs=30, augmentation_params={"augment_scan": False}),
     "unfrozen_augmented": dict(freeze_backbone=False, scan_epochs=30, augmentation_params={"augment_scan": True}),
 }
-
-
-class ClusteringStepSpy:
-    """Records the test predictions of the model self-labeling starts from (the clustering step's).
-
-    Installed in place of the estimator's ``train_selflabel``, so that one fit
-    gives both figures; ACC ignores the numbering of clusters, so raw argmaxes do.
-    """
-
-    def __init__(self, X_test):
-        from sklearn_scan._inputs import to_model_inputs
-
-        self.test_inputs, self.images = to_model_inputs(X_test)
-        self.labels = None
-
-    def __call__(self, model, inputs, **kwargs):
-        from sklearn_scan._torch_utils import predict_in_batches
-
-        logits = predict_in_batches(model, self.test_inputs.to(kwargs["device"]), kwargs["device"], 512, self.images)
-        self.labels = logits.argmax(axis=1)
-        return self.original(model, inputs, **kwargs)
-
-    def __enter__(self):
-        from sklearn_scan import _estimator
-
-        self.original, _estimator.train_selflabel = _estimator.train_selflabel, self
-        return self
-
-    def __exit__(self, *exc):
-        from sklearn_scan import _estimator
-
-        _estimator.train_selflabel = self.original
 
 
 def pretext_embedding(X, n_classes, seed, cache, pretext):

@@ -125,6 +125,46 @@ def _pretrain_encoder(
     return encoder.cpu().eval(), backbone_name, history
 
 
+#: ``pretext_epochs="auto"``: as many epochs as show SimCLR this many images (two views each), 10 to 200.
+#: Sized to the CPU budget of 15 minutes a fit of 10,000 28x28 images on 2 cores: they get 60 epochs,
+#: about 9 minutes (100 epochs of Fashion-MNIST took 908 s, docs/ablation.md), leaving time for the
+#: clustering step (about 4 minutes) and self-labeling (1 minute); 60,000 images get 10 epochs.
+PRETEXT_IMAGES = 600_000
+PRETEXT_EPOCHS_RANGE = (10, 200)
+
+#: ``scan_epochs="auto"`` when the whole network trains in the clustering step: epochs that show it
+#: this many anchors (each with a neighbour), 10 to 200; 30 epochs of 10,000 images, about 4 minutes on
+#: 2 cores for 28x28 images (benchmarks/ablation.py). Heads alone on fixed features get
+#: ``FROZEN_SCAN_EPOCHS``, which take seconds.
+SCAN_IMAGES = 300_000
+SCAN_EPOCHS_RANGE = (10, 200)
+FROZEN_SCAN_EPOCHS = 200
+
+#: ``selflabel_epochs="auto"`` when the whole network trains (0 when heads train alone, where
+#: self-labeling moved ACC by under 0.01 wherever measured). Fine-tuning the network at the learning
+#: rate 1e-4 on strong views lost 8 points on Fashion-MNIST; at 1e-5, the default, 10 epochs gained
+#: 0.6 (benchmarks/experiments/selflabel_variants.py).
+AUTO_SELFLABEL_EPOCHS = 10
+
+
+def auto_epochs(epochs, n_samples, images_seen, epochs_range):
+    """``epochs``, or for "auto" the epochs that show ``images_seen`` samples, clipped to ``epochs_range``."""
+    if epochs != "auto":
+        return epochs
+    low, high = epochs_range
+    return int(np.clip(round(images_seen / n_samples), low, high))
+
+
+def _freezes(freeze_backbone, pretext):
+    """``freeze_backbone`` with "auto" resolved.
+
+    An encoder the pretext trained on this data keeps training in the
+    clustering step (the paper's recipe); one used as it is
+    (``pretext="none"``: pretrained, or your own module) stays fixed.
+    """
+    return pretext == "none" if freeze_backbone == "auto" else bool(freeze_backbone)
+
+
 def _only_heads_train(backbone, pretext, freeze_backbone):
     """True when the clustering step needs the backbone's features only, not the images.
 
@@ -183,8 +223,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         torchvision model), "timm:<model>" (needs timm) or
         "hub:<owner/repo or local folder>:<model>" (torch hub); images are
         resized to the size and normalised as the weights expect. With
-        ``pretext="none"`` and ``freeze_backbone=True`` only the clustering
-        heads train, on fixed features, as TEMI and TURTLE do.
+        ``pretext="none"`` (their default) only the clustering heads train,
+        on fixed features, as TEMI and TURTLE do.
     backbone_weights : str, path or None, default=None
         Weights of a pretrained backbone: None for the library's default
         (downloaded once into its usual cache), a torchvision weights name
@@ -211,31 +251,43 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         0.90/0.94/0.94 (purity 0.927), 0.945/0.941/0.942 against
         0.89/0.89/0.94 (purity 0.938), 0.959 against 0.958 (purity 0.958);
         no clear winner, so the default stays linear.
-    pretext_epochs, scan_epochs, selflabel_epochs : int, default=60, 200, "auto"
-        Epochs of each stage; ``selflabel_epochs=0`` skips self-labeling, and
-        "auto" is 0 when only the heads train on a fixed pretrained encoder
-        (there it moved ACC by under 0.01 on every data set measured and costs
-        a backbone pass per epoch; docs/benchmarks-analysis.md), 20 otherwise. The
-        defaults suit a few thousand small images on a CPU (digits: about a
-        minute on 2 cores). On a GPU the paper's recipe is affordable:
-        ``pretext_epochs=500, scan_epochs=100, selflabel_epochs=200,
-        freeze_backbone=False``.
+    pretext_epochs, scan_epochs, selflabel_epochs : int or "auto", default="auto"
+        Epochs of each stage; ``selflabel_epochs=0`` skips self-labeling.
+        "auto" sizes them to the number of samples N, for a fit of 10,000
+        28x28 images in about 15 minutes on 2 CPU cores: the pretext sees
+        ``PRETEXT_IMAGES`` (600,000) images, 60 epochs for 10,000 (10 to 200
+        epochs); a clustering step that trains the whole network sees
+        ``SCAN_IMAGES`` (300,000) anchors, 30 epochs for 10,000 (10 to 200),
+        and heads alone train 200 epochs (seconds); self-labeling runs 10
+        epochs when the whole network trains and none when heads train alone
+        (there it moved ACC by under 0.01 wherever measured). Expected time
+        per 10,000 images of 28x28 on 2 cores: pretext 9 s an epoch, clustering step
+        9 s, self-labeling 6 s; 32x32 colour images take about twice as long.
+        On a GPU the paper's recipe is affordable: ``pretext_epochs=500,
+        scan_epochs=100, selflabel_epochs=200``.
     confidence_threshold : float, default=0.99
         Top probability above which a prediction becomes a pseudo-label.
-    batch_size : int, default=256
-        Mini-batch size of every stage, and of inference.
+    batch_size : int, default=128
+        Mini-batch size of every stage, and of inference. On 10,000 MNIST
+        images, 128 gave purer neighbours than 256 for the same pretext epochs
+        (purity@20 0.947 against 0.938; benchmarks/experiments/).
     metric : {"auto", "cosine", "euclidean"}, default="auto"
         Distance for neighbour mining: "auto" is cosine on learned image
         embeddings and euclidean on user-given features.
-    freeze_backbone : bool, default=True
-        Train only the clustering heads, on fixed backbone features (fast; on
-        8x8 digits also more accurate than fine-tuning the backbone on a
-        CPU budget). False fine-tunes the whole network in the clustering and
-        self-labeling stages, as the paper does. The MLP trained on 2-D
-        features is never frozen.
+    freeze_backbone : bool or "auto", default="auto"
+        True trains only the clustering heads, on fixed backbone features
+        (fast); False fine-tunes the whole network on augmented anchors and
+        neighbours in the clustering step and on strong views in
+        self-labeling, as the paper does. "auto": False for an encoder the
+        SimCLR pretext trained here, True for one used as it is
+        (``pretext="none"``: pretrained or your own). On Fashion-MNIST the
+        clustering step gave test ACC 0.660 with the whole network and 0.649
+        with heads alone, in four times the time (docs/ablation.md). The
+        MLP trained on 2-D features is never frozen.
     pretext_params, scan_params, selflabel_params : dict, default=None
         Adam settings of each stage: ``learning_rate`` (defaults 1e-3; 1e-3
-        for SCAN, 1e-2 with a frozen backbone; 1e-4 for self-labeling) and
+        for SCAN, 1e-2 with a frozen backbone; for self-labeling 1e-5, 1e-4
+        with a frozen backbone) and
         ``weight_decay``; for the pretext also ``temperature`` (0.5) and
         ``projection_dim`` (128).
     augmentation_params : dict, default=None
@@ -319,13 +371,13 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         "entropy_weight": [Interval(Real, 0, None, closed="left")],
         "n_heads": [Interval(Integral, 1, None, closed="left")],
         "head_hidden_size": [Interval(Integral, 0, None, closed="left")],
-        "pretext_epochs": [Interval(Integral, 0, None, closed="left")],
-        "scan_epochs": [Interval(Integral, 1, None, closed="left")],
+        "pretext_epochs": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"})],
+        "scan_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "selflabel_epochs": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"})],
         "confidence_threshold": [Interval(Real, 0, 1, closed="neither")],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "metric": [StrOptions({"auto", "cosine", "euclidean"})],
-        "freeze_backbone": ["boolean"],
+        "freeze_backbone": ["boolean", StrOptions({"auto"})],
         "pretext_params": [dict, None],
         "scan_params": [dict, None],
         "selflabel_params": [dict, None],
@@ -350,13 +402,13 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         entropy_weight=5.0,
         n_heads=50,
         head_hidden_size=0,
-        pretext_epochs=60,
-        scan_epochs=200,
+        pretext_epochs="auto",
+        scan_epochs="auto",
         selflabel_epochs="auto",
         confidence_threshold=0.99,
-        batch_size=256,
+        batch_size=128,
         metric="auto",
-        freeze_backbone=True,
+        freeze_backbone="auto",
         pretext_params=None,
         scan_params=None,
         selflabel_params=None,
@@ -439,7 +491,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         clock = _StageClock()
         image_names, skipped, inputs, history = None, [], None, []
         image_size = collection_image_size(self.image_size, backbone)
-        fixed_encoder = _only_heads_train(backbone, pretext, self.freeze_backbone)
+        freeze_backbone = _freezes(self.freeze_backbone, pretext)
+        fixed_encoder = _only_heads_train(backbone, pretext, freeze_backbone)
         if is_image_collection(X) and fixed_encoder and self.selflabel_epochs in (0, "auto"):
             # A fixed encoder and heads on its features: the images are decoded, embedded and
             # dropped one batch at a time, so memory holds features, never all the pixels.
@@ -463,7 +516,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             pretrain = check_memory(self.memory).cache(_pretrain_encoder, ignore=["verbose"])
             pretrained = pretrain.call_and_shelve(
                 inputs.numpy(), images, backbone, self.backbone_weights, pretext if images else "none",
-                self.pretext_epochs,
+                auto_epochs(self.pretext_epochs, len(inputs), PRETEXT_IMAGES, PRETEXT_EPOCHS_RANGE),
                 self.batch_size, stage_params["pretext_params"],
                 # Only what the pretext's views use, so that a change to the later stages' augmentation reuses the cache.
                 {key: value for key, value in stage_params["augmentation_params"].items() if key in WEAK_VIEW_FIELDS},
@@ -489,11 +542,11 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         weak = (lambda batch, generator: weak_views(batch, policy, generator)) if images else None
         strong = (lambda batch, generator: strong_views(batch, policy, generator)) if images else None
         # The MLP on user-given features is the model itself: it always trains; "normalized" has nothing to train.
-        freeze = (self.freeze_backbone and images) or backbone_name == "normalized"
+        freeze = (freeze_backbone and images) or backbone_name == "normalized"
         selflabel_epochs = self.selflabel_epochs
         if selflabel_epochs == "auto":
             # Heads alone on fixed features: self-labeling them moved ACC by under 0.01 wherever measured.
-            selflabel_epochs = 0 if freeze and (fixed_encoder or not images) else 20
+            selflabel_epochs = 0 if freeze else AUTO_SELFLABEL_EPOCHS
         with seeded(scan_seed, device):
             heads = ClusteringHeads(encoder.out_features, self.n_clusters, self.n_heads, self.head_hidden_size)
         if freeze:
@@ -503,7 +556,9 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         scan_params = {"learning_rate": 1e-2 if freeze else 1e-3, **stage_params["scan_params"]}
         trainable, interrupted = train_scan(
             trainable, train_inputs, neighbors, entropy_weight=self.entropy_weight,
-            epochs=self.scan_epochs, augment=weak if on_images and policy.augment_scan else None,
+            epochs=FROZEN_SCAN_EPOCHS if self.scan_epochs == "auto" and not on_images else auto_epochs(
+                self.scan_epochs, len(train_inputs), SCAN_IMAGES, SCAN_EPOCHS_RANGE),
+            augment=weak if on_images and policy.augment_scan else None,
             images=on_images, generator=make_generator(scan_seed), history=history, **scan_params, **common,
         )
         head_logits = predict_in_batches(trainable, train_inputs, device, self.batch_size, on_images)
@@ -520,7 +575,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
                 confidence_threshold=self.confidence_threshold, epochs=selflabel_epochs,
                 strong_augment=strong, images=images,
                 generator=make_generator(selflabel_seed), history=history,
-                **stage_params["selflabel_params"], **common,
+                **{"learning_rate": 1e-4 if freeze else 1e-5, **stage_params["selflabel_params"]}, **common,
             )
             clock.lap("self-labeling")
         # A frozen encoder is unchanged since `features` was computed: only the head runs again.

@@ -55,17 +55,23 @@ def _parser():
     cluster.add_argument("--pretext", choices=("auto", "simclr", "none"), default="auto",
                          help="self-supervised pretext task (default: auto, which is none for a pretrained backbone "
                               "and simclr otherwise)")
-    cluster.add_argument("--fine-tune", action="store_true",
-                         help="train the whole network in the clustering and self-labeling stages, "
-                              "not only the clustering heads")
-    cluster.add_argument("--pretext-epochs", type=int, default=60, help="SimCLR epochs (default: 60)")
-    cluster.add_argument("--scan-epochs", type=int, default=200, help="clustering-step epochs (default: 200)")
+    training = cluster.add_mutually_exclusive_group()
+    training.add_argument("--fine-tune", action="store_true",
+                          help="train the whole network in the clustering and self-labeling stages, even a "
+                               "pretrained backbone (default: only when SimCLR trained it here)")
+    training.add_argument("--freeze-backbone", action="store_true",
+                          help="train only the clustering heads, on fixed backbone features (fastest)")
+    cluster.add_argument("--pretext-epochs", type=int, default=None,
+                         help="SimCLR epochs (default: auto, from the number of images: 100 for 10,000)")
+    cluster.add_argument("--scan-epochs", type=int, default=None,
+                         help="clustering-step epochs (default: auto, from the number of images: 30 for 10,000 "
+                              "when the whole network trains, 200 for heads alone)")
     cluster.add_argument("--selflabel-epochs", type=int, default=None,
-                         help="self-labeling epochs; 0 skips it (default: 20; 0 with a frozen pretrained backbone, "
-                              "whose collection is then embedded batch by batch and never held in memory)")
+                         help="self-labeling epochs; 0 skips it (default: auto, which is 0 with a frozen pretrained "
+                              "backbone, whose collection is then embedded batch by batch and never held in memory)")
     cluster.add_argument("--n-heads", type=int, default=50, help="clustering heads trained at once (default: 50)")
     cluster.add_argument("--n-neighbors", type=int, default=20, help="neighbours mined per image (default: 20)")
-    cluster.add_argument("--batch-size", type=int, default=256, help="mini-batch size (default: 256)")
+    cluster.add_argument("--batch-size", type=int, default=128, help="mini-batch size (default: 128)")
     cluster.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', 'cuda:1', 'mps' (default: auto)")
     cluster.add_argument("--random-state", type=int, default=0, help="seed, for repeatable CPU runs (default: 0)")
     cluster.add_argument("--labels-from-folders", action="store_true",
@@ -119,6 +125,11 @@ def _write_assignments(path_or_stream, names, labels, confidence):
             path_or_stream.close()
 
 
+def _auto(value):
+    """An optional number of epochs as the estimator takes it: None means "auto"."""
+    return "auto" if value is None else value
+
+
 def _cluster(args):
     from . import SCANClusterer
     from .report import write_report
@@ -130,10 +141,10 @@ def _cluster(args):
     out.mkdir(parents=True, exist_ok=True)
     model = SCANClusterer(
         n_clusters=args.n_clusters, backbone=args.backbone, backbone_weights=args.backbone_weights,
-        pretext=args.pretext, freeze_backbone=not args.fine_tune,
+        pretext=args.pretext, freeze_backbone=False if args.fine_tune else (True if args.freeze_backbone else "auto"),
         n_neighbors=args.n_neighbors, n_heads=args.n_heads,
-        pretext_epochs=args.pretext_epochs, scan_epochs=args.scan_epochs,
-        selflabel_epochs="auto" if args.selflabel_epochs is None else args.selflabel_epochs,
+        pretext_epochs=_auto(args.pretext_epochs), scan_epochs=_auto(args.scan_epochs),
+        selflabel_epochs=_auto(args.selflabel_epochs),
         batch_size=args.batch_size, device=args.device, random_state=args.random_state, image_size=args.image_size,
         n_jobs=args.jobs, verbose=0 if args.quiet else 1,
     )
