@@ -37,6 +37,9 @@ ROWS = {
     # The whole network trains in the clustering step: 30 epochs (a tenth of a CPU budget's time each).
     "unfrozen_clean": dict(freeze_backbone=False, scan_epochs=30, augmentation_params={"augment_scan": False}),
     "unfrozen_augmented": dict(freeze_backbone=False, scan_epochs=30, augmentation_params={"augment_scan": True}),
+    # Heads at the frozen heads' rate, the encoder at the paper's.
+    "unfrozen_augmented_split_lr": dict(freeze_backbone=False, scan_epochs=30, augmentation_params={"augment_scan": True},
+                                        scan_params={"learning_rate": 1e-2, "encoder_learning_rate": 1e-4}),
 }
 
 

@@ -61,7 +61,7 @@ def collection_image_size(image_size, backbone):
 _STAGE_PARAMS = {
     "augmentation_params": tuple(field.name for field in dataclasses.fields(AugmentationPolicy)),
     "pretext_params": ("temperature", "learning_rate", "weight_decay", "projection_dim"),
-    "scan_params": ("learning_rate", "weight_decay"),
+    "scan_params": ("learning_rate", "weight_decay", "encoder_learning_rate"),
     "selflabel_params": ("learning_rate", "weight_decay"),
 }
 

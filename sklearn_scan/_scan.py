@@ -29,6 +29,7 @@ def train_scan(
     images=True,
     learning_rate=1e-4,
     weight_decay=1e-4,
+    encoder_learning_rate=None,
     verbose=0,
     history=None,
 ):
@@ -38,13 +39,23 @@ def train_scan(
     inputs: (N, ...) tensor; neighbors: (N, k) int array from :func:`mine_neighbors`.
     augment: optional ``augment(batch, generator)`` applied to anchors and neighbours.
     Each step pairs every anchor with one of its k neighbours drawn at random.
+    encoder_learning_rate: for a model with an ``encoder`` (a ``ClusterModel``),
+    the encoder's learning rate, ``learning_rate`` being the heads'; None: one rate.
     Returns ``(model, interrupted)``; the model is on ``device``.
     """
     history = [] if history is None else history
     neighbors = torch.as_tensor(neighbors)
     model = prepare_module(model, device, images)
     loss_fn = SCANLoss(entropy_weight)
-    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    if encoder_learning_rate is None:
+        groups = [{"params": list(model.parameters())}]
+    else:
+        encoder_parameters = {id(parameter) for parameter in model.encoder.parameters()}
+        groups = [
+            {"params": [p for p in model.parameters() if id(p) not in encoder_parameters]},
+            {"params": list(model.encoder.parameters()), "lr": encoder_learning_rate},
+        ]
+    optimizer = torch.optim.Adam(groups, lr=learning_rate, weight_decay=weight_decay)
     scheduler = cosine_schedule(optimizer, epochs * n_batches(len(inputs), batch_size))
     model.train()
 
