@@ -262,7 +262,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         epochs when the whole network trains and none when heads train alone
         (there it moved ACC by under 0.01 wherever measured). Expected time
         per 10,000 images of 28x28 on 2 cores: pretext 9 s an epoch, clustering step
-        9 s, self-labeling 6 s; 32x32 colour images take about twice as long.
+        9 s, self-labeling 6 s; 32x32 colour images take about 10% longer.
         On a GPU the paper's recipe is affordable: ``pretext_epochs=500,
         scan_epochs=100, selflabel_epochs=200``.
     confidence_threshold : float, default=0.99
