@@ -47,7 +47,7 @@ def test_policies_scale_with_the_images():
     digits, mnist, cifar = policy_for_images(1, 8, 8), policy_for_images(1, 28, 28), policy_for_images(3, 32, 32)
     assert not digits.flip and not mnist.flip and cifar.flip
     assert digits.crop_scale[0] > mnist.crop_scale[0] > cifar.crop_scale[0]
-    assert cifar.augment_scan and not digits.augment_scan
+    assert cifar.augment_scan and digits.augment_scan  # the whole network trains on views of every kind
     assert cifar.strong_ops > digits.strong_ops
 
 
