@@ -79,9 +79,9 @@ def markdown(rows, meta):
     lines += [
         "",
         "Defaults of `SCANClusterer(n_clusters=10, random_state=seed)`, epochs sized to the 1,797 images: "
-        "SimCLR pretext 200 epochs, 20 neighbours, 50 heads on the whole network trained 167 epochs on "
-        "augmented anchors and neighbours, lowest-loss head kept, 10 epochs of self-labeling; the k-means row "
-        "clusters the pretext embedding itself (a fit with a frozen backbone). "
+        "SimCLR pretext 200 epochs at batch 128, 20 neighbours, 50 linear heads trained 200 epochs on the frozen "
+        "embedding, lowest-loss head kept; self-labeling is off under the defaults, so its row is the clustering "
+        "step again. The k-means row clusters the same pretext embedding. "
         "Reference figures measured here before this library existed: "
         "k-means on raw pixels 0.79, UMAP + k-means 0.88, spectral clustering 0.81.",
         "",
