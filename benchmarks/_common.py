@@ -81,12 +81,12 @@ class ClusteringStepSpy:
         return self.original(model, inputs, **kwargs)
 
     def __enter__(self):
-        from sklearn_scan import _estimator
+        from sklearn_scan import _pipeline
 
-        self.original, _estimator.train_selflabel = _estimator.train_selflabel, self
+        self.original, _pipeline.train_selflabel = _pipeline.train_selflabel, self
         return self
 
     def __exit__(self, *exc):
-        from sklearn_scan import _estimator
+        from sklearn_scan import _pipeline
 
-        _estimator.train_selflabel = self.original
+        _pipeline.train_selflabel = self.original

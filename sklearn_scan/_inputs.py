@@ -78,3 +78,43 @@ def per_channel_statistics(inputs, images, chunk_elements=2**24):
         mean, std = mean / 255.0, std / 255.0
     std = torch.where(std > 1e-6, std, torch.ones_like(std))
     return mean.float(), std.float()
+
+
+def check_same_kind_of_input(expected_shape, shape):
+    """Raise a clear error when X of ``shape`` at predict time differs from the (C, H, W) or (D,) fitted on."""
+    if len(expected_shape) == 1:
+        if len(shape) != 2:
+            raise ValueError(
+                f"This model was fitted on 2-D features with {expected_shape[0]} columns; got X of shape {tuple(shape)}."
+            )
+        return
+    channels, height, width = expected_shape
+    if len(shape) not in (3, 4):
+        raise ValueError(
+            f"This model was fitted on {height}x{width} images with {channels} channel(s); "
+            f"got X of shape {tuple(shape)}."
+        )
+    got_channels = 1 if len(shape) == 3 else shape[3]
+    if got_channels != channels:
+        raise ValueError(
+            f"This model was fitted on images with {channels} channel(s), got {got_channels}; "
+            "convert the images to the same colour mode (grayscale or RGB)."
+        )
+    if tuple(shape[1:3]) != (height, width):
+        raise ValueError(
+            f"This model was fitted on {height}x{width} images, got {shape[1]}x{shape[2]}; "
+            "resize them to the training size."
+        )
+
+
+def check_sample_count(n_samples, n_clusters, n_neighbors):
+    """Raise a clear error when ``n_samples`` is too few for ``n_clusters`` and ``n_neighbors``."""
+    if n_samples < 2:
+        raise ValueError(f"Clustering needs at least 2 samples; got n_samples={n_samples}.")
+    if n_clusters > n_samples:
+        raise ValueError(f"n_clusters={n_clusters} must be at most n_samples={n_samples}.")
+    if n_neighbors >= n_samples:
+        raise ValueError(
+            f"n_neighbors={n_neighbors} must be below n_samples={n_samples}; "
+            f"use n_neighbors={n_samples - 1} or fewer."
+        )

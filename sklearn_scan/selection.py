@@ -14,7 +14,8 @@ import tempfile
 import numpy as np
 from sklearn.utils import Bunch
 
-from ._estimator import SCANClusterer, backbone_for, collection_image_size
+from ._estimator import SCANClusterer
+from ._sources import backbone_for, collection_image_size
 from ._images import is_image_collection, load_image_collection
 from ._neighbors import mine_neighbors
 

@@ -393,7 +393,7 @@ def test_frozen_backbone_is_never_trained_after_the_pretext():
 
 
 def test_auto_epochs_follow_the_number_of_samples():
-    from sklearn_scan._estimator import PRETEXT_EPOCHS_RANGE, PRETEXT_IMAGES, auto_epochs
+    from sklearn_scan._pipeline import PRETEXT_EPOCHS_RANGE, PRETEXT_IMAGES, auto_epochs
 
     assert auto_epochs(7, 10_000, PRETEXT_IMAGES, PRETEXT_EPOCHS_RANGE) == 7
     assert auto_epochs("auto", 10_000, 800_000, (10, 200)) == 80

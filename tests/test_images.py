@@ -177,12 +177,12 @@ def test_fixed_encoder_fit_embeds_a_collection_batch_by_batch(photo_folder, monk
     from_array = SCANClusterer(**params).fit(pixels)
 
     # Only the heads train, so the whole collection is never decoded into one array.
-    import sklearn_scan._estimator as estimator_module
+    import sklearn_scan._sources as sources_module
 
     def refuse(*args, **kwargs):
         raise AssertionError("the collection was decoded into memory at once")
 
-    monkeypatch.setattr(estimator_module, "load_image_collection", refuse)
+    monkeypatch.setattr(sources_module, "load_image_collection", refuse)
     with pytest.warns(UserWarning, match="Skipped 1 image"):
         streamed = SCANClusterer(**params).fit(folder)
     assert streamed.image_names_ == [all_names[index] for index in kept]
@@ -205,5 +205,9 @@ def test_a_collection_with_one_readable_image_is_refused(tmp_path):
     Image.fromarray(two_kinds(n=2)[0]).save(tmp_path / "only.png")
     (tmp_path / "broken.png").write_bytes(b"not a png")
     model = SCANClusterer(n_clusters=2, backbone=TinyEncoder(), pretext="none", selflabel_epochs=0, image_size=8)
-    with pytest.warns(UserWarning, match="Skipped 1 image"), pytest.raises(ValueError, match="1 sample"):
+    # Two files are too few for 20 neighbours: said before anything is decoded.
+    with pytest.raises(ValueError, match="n_neighbors=20 must be below n_samples=2"):
+        model.fit(tmp_path)
+    model.set_params(n_neighbors=1)
+    with pytest.warns(UserWarning, match="Skipped 1 image"), pytest.raises(ValueError, match="n_samples=1"):
         model.fit(tmp_path)

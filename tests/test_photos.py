@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from sklearn_scan import SCANClusterer, _estimator, _pretrained
-from sklearn_scan._estimator import backbone_for
+from sklearn_scan import SCANClusterer, _pretrained, _sources
+from sklearn_scan._sources import backbone_for
 from sklearn_scan._images import looks_like_photos
 from sklearn_scan._pretrained import PHOTO_BACKBONE, build_pretrained, shipped_weights_file
 from sklearn_scan.cli import main
@@ -74,7 +74,7 @@ def test_photo_rule_colour_and_size(tmp_path):
 
 def test_without_the_package_photos_train_from_scratch_with_a_warning(tmp_path, monkeypatch):
     folder = str(write_folder(tmp_path / "colour", two_kinds(n=6, size=40)))
-    monkeypatch.setattr(_estimator, "shipped_weights_file", lambda name: None)
+    monkeypatch.setattr(_sources, "shipped_weights_file", lambda name: None)
     with pytest.warns(UserWarning, match=r"pip install 'sklearn-scan\[photos\]'"):
         assert backbone_for(folder, "auto") == "auto"
 

@@ -5,7 +5,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 from collection_memory import SyntheticPhotos
-import sklearn_scan._estimator as E
+import sklearn_scan._pipeline as P
+import sklearn_scan._sources as S
 from sklearn_scan import SCANClusterer
 def rss():
     return int([l for l in open('/proc/self/status') if l.startswith('VmRSS')][0].split()[1]) / 1024
@@ -14,10 +15,10 @@ def wrap(name, f):
     def g(*a, **k):
         out = f(*a, **k); print(f"after {name}: rss {rss():.0f} peak {peak():.0f}", flush=True); return out
     return g
-E.mine_neighbors = wrap("neighbours", E.mine_neighbors)
-E.train_scan = wrap("train_scan", E.train_scan)
-E.SCANClusterer._embed_collection = wrap("embed", E.SCANClusterer._embed_collection)
-E.scan_loss_of_predictions = wrap("head losses", E.scan_loss_of_predictions)
+P.mine_neighbors = wrap("neighbours", P.mine_neighbors)
+P.train_scan = wrap("train_scan", P.train_scan)
+S.ImageCollection.embed = wrap("embed", S.ImageCollection.embed)
+P.scan_loss_of_predictions = wrap("head losses", P.scan_loss_of_predictions)
 n = int(sys.argv[1])
 torch.set_num_threads(2)
 photos = type("Photos", (SyntheticPhotos, Dataset), {})(n, 96)

@@ -1,0 +1,338 @@
+"""The SCAN pipeline as one function: :func:`fit_pipeline` runs the stages in order on a data source.
+
+::
+
+    source (_sources)  --in_memory-->  pretext (_pretext)  --embed-->  neighbours (_neighbors)
+        --> clustering step (_scan)  --> self-labeling (_selflabel)  --> FitResult
+
+A :class:`FitConfig` says what each stage does (the estimator's parameters, with
+every "auto" that the data does not decide resolved); :class:`FitResult` holds
+what the fit learnt. Each stage is a function of explicit inputs, so one stage
+can later run on several processes or resume from a checkpoint alone.
+"""
+
+import dataclasses
+import time
+
+import numpy as np
+import torch
+from sklearn.utils.validation import check_memory
+
+from ._augment import WEAK_VIEW_FIELDS, AugmentationPolicy, policy_for_images, strong_views, weak_views
+from ._backbones import ClusteringHeads, ClusterModel, Frozen, build_encoder
+from ._inputs import check_sample_count, per_channel_statistics
+from ._neighbors import mine_neighbors
+from ._pretext import train_pretext
+from ._pretrained import is_pretrained_name
+from ._scan import scan_loss_of_predictions, train_scan
+from ._selflabel import train_selflabel
+from ._torch_utils import make_generator, mixed_precision, predict_in_batches, seeded
+
+#: Keys each ``*_params`` dict of the estimator accepts.
+STAGE_PARAMS = {
+    "augmentation_params": tuple(field.name for field in dataclasses.fields(AugmentationPolicy)),
+    "pretext_params": ("temperature", "learning_rate", "weight_decay", "projection_dim"),
+    "scan_params": ("learning_rate", "weight_decay", "encoder_learning_rate"),
+    "selflabel_params": ("learning_rate", "weight_decay"),
+}
+
+#: ``pretext_epochs="auto"``: as many epochs as show SimCLR this many images (two views each), 10 to 200.
+#: Sized to the CPU budget of 15 minutes a fit of 10,000 28x28 images on 2 cores: they get 80 epochs,
+#: about 12 minutes (100 epochs of Fashion-MNIST took 908 s, docs/ablation.md), leaving time for the
+#: heads (about a minute); 60,000 images get 13 epochs, 2,000 get 200.
+PRETEXT_IMAGES = 800_000
+PRETEXT_EPOCHS_RANGE = (10, 200)
+
+#: ``scan_epochs="auto"`` when the whole network trains in the clustering step: epochs that show it
+#: this many anchors (each with a neighbour), 10 to 200; 30 epochs of 10,000 images, about 4 minutes on
+#: 2 cores for 28x28 images (benchmarks/ablation.py). Heads alone on fixed features get
+#: ``FROZEN_SCAN_EPOCHS``, which take seconds.
+SCAN_IMAGES = 300_000
+SCAN_EPOCHS_RANGE = (10, 200)
+FROZEN_SCAN_EPOCHS = 200
+
+#: ``selflabel_epochs="auto"``: none. Wherever measured, self-labeling moved ACC by under 0.01 with heads
+#: alone (Fashion-MNIST 0.649 -> 0.645, CIFAR-10 0.324 -> 0.322) and lost points when the whole network
+#: trained (Fashion-MNIST -2.8 to -7, CIFAR-10 -6; docs/ablation.md): its confident pseudo-labels
+#: (p > 0.99) were only 83% right on Fashion-MNIST. A number of epochs runs it.
+AUTO_SELFLABEL_EPOCHS = 0
+
+
+def check_stage_params(name, params):
+    """A copy of the ``name`` dict (``pretext_params``, ...), or a clear error for a key it does not take."""
+    params = params or {}
+    unknown = set(params) - set(STAGE_PARAMS[name])
+    if unknown:
+        raise ValueError(f"{name} got unknown keys {sorted(unknown)}; valid keys are {list(STAGE_PARAMS[name])}.")
+    return dict(params)
+
+
+def auto_epochs(epochs, n_samples, images_seen, epochs_range):
+    """``epochs``, or for "auto" the epochs that show ``images_seen`` samples, clipped to ``epochs_range``."""
+    if epochs != "auto":
+        return epochs
+    low, high = epochs_range
+    return int(np.clip(round(images_seen / n_samples), low, high))
+
+
+def needs_data_statistics(backbone, pretext):
+    """Whether the encoder standardises with the data's per-channel mean and std.
+
+    A pretrained backbone brings its own normalisation, and a module the user
+    passes for use as it is (``pretext="none"``) gets the images as they are, in [0, 1].
+    """
+    as_given = pretext == "none" and not isinstance(backbone, str)
+    return not as_given and not is_pretrained_name(backbone)
+
+
+@dataclasses.dataclass(frozen=True)
+class StageSeeds:
+    """One seed per stage, so that a cached pretext leaves the later stages unchanged."""
+
+    pretext: int
+    neighbors: int
+    scan: int
+    selflabel: int
+
+
+@dataclasses.dataclass(frozen=True)
+class FitConfig:
+    """What each stage of a fit does: the estimator's parameters, resolved as far as they go without the data.
+
+    ``backbone`` is a name, module or callable ("auto" left for the encoder to
+    resolve, except for photos); ``pretext`` is "simclr" or "none";
+    ``selflabel_epochs`` is a number; ``pretext_epochs`` and ``scan_epochs``
+    may still be "auto" (they depend on the number of samples); the
+    ``*_params`` dicts hold only the keys the user set.
+    """
+
+    n_clusters: int
+    backbone: object
+    backbone_weights: object
+    pretext: str
+    n_neighbors: int
+    entropy_weight: float
+    n_heads: int
+    head_hidden_size: int
+    pretext_epochs: object
+    scan_epochs: object
+    selflabel_epochs: int
+    confidence_threshold: float
+    batch_size: int
+    metric: str
+    freeze_backbone: bool
+    pretext_params: dict
+    scan_params: dict
+    selflabel_params: dict
+    augmentation_params: dict
+    memory: object
+    device: torch.device
+    seeds: StageSeeds
+    mixed_precision: object
+    verbose: int
+
+    @property
+    def embeds_once(self):
+        """True when the images are only embedded once: a fixed encoder, heads alone, no self-labeling.
+
+        That is ``pretext="none"`` on a pretrained backbone or a user module
+        (which need no statistics of the data), frozen. A collection is then
+        streamed through the encoder and never held in memory.
+        """
+        fixed_encoder = self.pretext == "none" and not needs_data_statistics(self.backbone, self.pretext)
+        return fixed_encoder and self.freeze_backbone and self.selflabel_epochs == 0
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What a fit learnt; each field is the estimator's fitted attribute of the same name plus "_"."""
+
+    model: ClusterModel
+    backbone_name: str
+    input_shape: tuple
+    device: str
+    metric: str
+    neighbors: np.ndarray
+    head_losses: np.ndarray
+    best_head: int
+    history: list
+    stage_seconds: dict
+    labels: np.ndarray
+    confidence: np.ndarray
+    image_names: list
+    skipped_images: list
+
+
+class StageClock:
+    """Wall time of consecutive stages: ``lap(name)`` closes the stage that just ran."""
+
+    def __init__(self):
+        self.seconds, self.start = {}, time.perf_counter()
+
+    def lap(self, name):
+        now = time.perf_counter()
+        self.seconds[name] = now - self.start
+        self.start = now
+
+
+def fit_pipeline(source, config):
+    """Run SCAN's stages on ``source`` (an :class:`~sklearn_scan._sources.ArraySource` or
+    :class:`~sklearn_scan._sources.ImageCollection`) as ``config`` says; returns a :class:`FitResult`.
+
+    Call it inside ``mixed_precision(config.mixed_precision)``.
+    """
+    clock = StageClock()
+    if not config.embeds_once:
+        source = source.in_memory()
+    check_sample_count(source.n_samples, config.n_clusters, config.n_neighbors)
+    encoder, backbone_name, history = train_encoder(source, config)
+    clock.lap("pretext")
+
+    source, encoder = source.to(config.device), encoder.to(config.device)
+    features, image_names, skipped = source.embed(encoder, config.device, config.batch_size)
+    check_sample_count(len(features), config.n_clusters, config.n_neighbors)
+    metric = config.metric if config.metric != "auto" else ("cosine" if source.images else "euclidean")
+    neighbors = mine_neighbors(features, config.n_neighbors, metric=metric, random_state=config.seeds.neighbors)
+    history.append({"stage": "neighbors", "n_neighbors": config.n_neighbors, "metric": metric})
+    clock.lap("embedding and neighbours")
+
+    # The MLP on user-given features is the model itself: it always trains; "normalized" has nothing to train.
+    freeze = (config.freeze_backbone and source.images) or backbone_name == "normalized"
+    policy = policy_for_images(*source.input_shape, **config.augmentation_params) if source.images else None
+    model, head_losses, interrupted = clustering_step(
+        encoder, source, features, neighbors, policy, freeze, config, history
+    )
+    clock.lap("clustering step")
+    if config.selflabel_epochs > 0 and not interrupted:
+        self_labeling(model, source, policy, freeze, config, history)
+        clock.lap("self-labeling")
+
+    # A frozen encoder is unchanged since `features` was computed: only the head runs again.
+    module, inputs = (model.head, torch.from_numpy(features)) if freeze else (model, source.inputs)
+    logits = predict_in_batches(module, inputs, config.device, config.batch_size, images=not freeze and source.images)
+    labels = number_clusters_by_size(model, logits.argmax(axis=1), config.n_clusters)
+    return FitResult(
+        model=model.cpu().eval(), backbone_name=backbone_name, input_shape=source.input_shape,
+        device=str(config.device), metric=metric, neighbors=neighbors, head_losses=head_losses,
+        best_head=int(np.argmin(head_losses)), history=history, stage_seconds=clock.seconds, labels=labels,
+        confidence=torch.softmax(torch.from_numpy(logits).double(), dim=1).max(dim=1).values.numpy(),
+        image_names=image_names, skipped_images=skipped,
+    )
+
+
+def train_encoder(source, config):
+    """The pretext stage: ``(encoder on the CPU in eval mode, backbone name, history)`` for ``source``.
+
+    A SimCLR pretext is cached in ``config.memory``; an encoder that learns
+    nothing from the data (``pretext="none"``, or no epochs) is only built.
+    """
+    pretext = config.pretext if source.images else "none"
+    epochs = auto_epochs(config.pretext_epochs, source.n_samples, PRETEXT_IMAGES, PRETEXT_EPOCHS_RANGE)
+    if pretext == "none" or epochs == 0:
+        statistics = None
+        if needs_data_statistics(config.backbone, pretext):
+            statistics = per_channel_statistics(source.inputs.to(config.device), source.images)
+        with seeded(config.seeds.pretext, config.device):
+            encoder, backbone_name = build_encoder(
+                config.backbone, source.input_shape, config.device, statistics=statistics,
+                weights=config.backbone_weights,
+            )
+        return encoder.cpu().eval(), backbone_name, []
+    pretrain = check_memory(config.memory).cache(_pretrain_encoder, ignore=["verbose"])
+    pretrained = pretrain.call_and_shelve(
+        source.inputs.numpy(), config.backbone, config.backbone_weights, epochs, config.batch_size,
+        config.pretext_params,
+        # Only what the pretext's views use, so that a change to the later stages' augmentation reuses the cache.
+        {key: value for key, value in config.augmentation_params.items() if key in WEAK_VIEW_FIELDS},
+        config.device, config.mixed_precision, config.seeds.pretext, config.verbose,
+    )
+    encoder, backbone_name, history = pretrained.get()
+    if history and history[-1].get("interrupted"):
+        pretrained.clear()  # never keep a half-trained encoder in the cache
+    return encoder, backbone_name, list(history)
+
+
+def _pretrain_encoder(
+    images, backbone, backbone_weights, epochs, batch_size, pretext_params, augmentation, device, precision, seed,
+    verbose,
+):
+    """Build an image encoder and train it with SimCLR for ``epochs`` epochs.
+
+    images: (N, C, H, W) numpy array as :func:`~sklearn_scan._inputs.to_model_inputs` makes it.
+    A plain function of its arguments, so ``memory`` can cache it (``precision``, the
+    ``mixed_precision`` setting, is one of them since it changes the result). Returns
+    ``(encoder on the CPU, backbone name, pretext history)``.
+    """
+    images = torch.from_numpy(images).to(device)
+    history = []
+    with seeded(seed, device), mixed_precision(precision):
+        encoder, backbone_name = build_encoder(
+            backbone, tuple(images.shape[1:]), device,
+            statistics=per_channel_statistics(images, True) if needs_data_statistics(backbone, "simclr") else None,
+            weights=backbone_weights,
+        )
+        encoder, _ = train_pretext(
+            encoder, images, policy=policy_for_images(*images.shape[1:], **augmentation), epochs=epochs,
+            batch_size=batch_size, device=device, generator=make_generator(seed), verbose=verbose,
+            history=history, **pretext_params,
+        )
+    return encoder.cpu().eval(), backbone_name, history
+
+
+def clustering_step(encoder, source, features, neighbors, policy, freeze, config, history):
+    """Train ``config.n_heads`` heads with the SCAN loss and keep the lowest-loss one.
+
+    features: (N, F) embedding of ``source``; neighbors: (N, k). With ``freeze``
+    the heads train on ``features``, otherwise with the encoder on the images
+    (weakly augmented when ``policy.augment_scan``). Returns ``(ClusterModel of
+    the encoder and the kept head, head losses (n_heads,), interrupted)``.
+    """
+    device = config.device
+    with seeded(config.seeds.scan, device):
+        heads = ClusteringHeads(encoder.out_features, config.n_clusters, config.n_heads, config.head_hidden_size)
+    if freeze:
+        trainable, inputs, on_images = heads, torch.from_numpy(features).to(device), False
+    else:
+        trainable, inputs, on_images = ClusterModel(encoder, heads), source.inputs, source.images
+    if config.scan_epochs == "auto" and not on_images:
+        epochs = FROZEN_SCAN_EPOCHS
+    else:
+        epochs = auto_epochs(config.scan_epochs, len(inputs), SCAN_IMAGES, SCAN_EPOCHS_RANGE)
+    augment = None
+    if on_images and policy.augment_scan:
+        augment = lambda batch, generator: weak_views(batch, policy, generator)  # noqa: E731
+    trainable, interrupted = train_scan(
+        trainable, inputs, neighbors, entropy_weight=config.entropy_weight, epochs=epochs, augment=augment,
+        images=on_images, generator=make_generator(config.seeds.scan), history=history,
+        batch_size=config.batch_size, device=device, verbose=config.verbose,
+        **{"learning_rate": 1e-2 if freeze else 1e-3, **config.scan_params},
+    )
+    head_logits = predict_in_batches(trainable, inputs, device, config.batch_size, on_images)
+    head_losses, _, _ = scan_loss_of_predictions(head_logits, neighbors, config.entropy_weight)
+    return ClusterModel(encoder, heads.single_head(int(np.argmin(head_losses)))), head_losses, interrupted
+
+
+def self_labeling(model, source, policy, freeze, config, history):
+    """Fine-tune ``model`` in place on its confident predictions of strongly augmented samples.
+
+    A frozen encoder stays as it is: then only the head trains.
+    """
+    strong = (lambda batch, generator: strong_views(batch, policy, generator)) if source.images else None
+    train_selflabel(
+        ClusterModel(Frozen(model.encoder), model.head) if freeze else model, source.inputs,
+        n_clusters=config.n_clusters, confidence_threshold=config.confidence_threshold,
+        epochs=config.selflabel_epochs, strong_augment=strong, images=source.images,
+        generator=make_generator(config.seeds.selflabel), history=history, batch_size=config.batch_size,
+        device=config.device, verbose=config.verbose,
+        **{"learning_rate": 1e-4 if freeze else 1e-5, **config.selflabel_params},
+    )
+
+
+def number_clusters_by_size(model, raw_labels, n_clusters):
+    """Renumber the clusters of ``model``'s head by size, largest first, so labels have no gaps; returns the labels."""
+    sizes = np.bincount(raw_labels, minlength=n_clusters)
+    order = np.argsort(-sizes, kind="stable")
+    model.head = model.head.reorder(order)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return rank[raw_labels].astype(np.int64)

