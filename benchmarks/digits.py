@@ -105,7 +105,7 @@ def main():
     for seed in args.seeds:
         for result in in_fresh_process(run, seed):
             runs.append(result)
-            print(f"seed {seed}  {method:<34} ACC {result['accuracy']:.3f}  NMI {result['nmi']:.3f}  "
+            print(f"seed {seed}  {result['method']:<34} ACC {result['accuracy']:.3f}  NMI {result['nmi']:.3f}  "
                   f"ARI {result['ari']:.3f}  {result['seconds']:.1f}s  {result['peak_memory_mib']:.0f} MiB", flush=True)
     meta = run_metadata(seeds=args.seeds)
     rows = summarise(runs)
