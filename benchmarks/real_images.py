@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import ROOT, in_fresh_process, run_metadata, source_commit, summary_row, table_cells
+from _common import ROOT, ClusteringStepSpy, in_fresh_process, run_metadata, source_commit, summary_row, table_cells
 
 DOCS = ROOT / "docs"
 
@@ -110,37 +110,38 @@ def run_seed(name, seed, data_dir, train_size, test_size, quick):
     params = dict(SCAN_PARAMS[name], **(QUICK_PARAMS if quick else {}))
     with tempfile.TemporaryDirectory() as cache:
         start = time.perf_counter()
-        clustering = SCANClusterer(n_classes, random_state=seed, memory=cache, **dict(params, selflabel_epochs=0))
-        clustering.fit(X_train)
-        clustering_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        # Same seed and cache: the pretext is not trained again.
-        full = SCANClusterer(n_classes, random_state=seed, memory=cache, **params).fit(X_train)
-        selflabel_seconds = time.perf_counter() - start
-
-        # A frozen backbone on the same cached pretext: its transform() is the pretext embedding.
-        pretext_model = SCANClusterer(n_classes, random_state=seed, memory=cache,
-                                      **dict(params, selflabel_epochs=0, freeze_backbone=True, scan_epochs=1)).fit(X_train)
+        # One fit gives both SCAN rows: the spy records the clustering step's test predictions
+        # before self-labeling starts (it does not run under the defaults).
+        with ClusteringStepSpy(X_test) as spy:
+            full = SCANClusterer(n_classes, random_state=seed, memory=cache, **params).fit(X_train)
+        fit_seconds = time.perf_counter() - start
+        clustering_seconds = fit_seconds - full.stage_seconds_.get("self-labeling", 0.0)
+        # With a frozen backbone the fitted encoder is the pretext's; otherwise a frozen fit on the
+        # same cached pretext gives it.
+        pretext_model = full if full.freeze_backbone else SCANClusterer(
+            n_classes, random_state=seed, memory=cache,
+            **dict(params, selflabel_epochs=0, freeze_backbone=True, scan_epochs=1)).fit(X_train)
     train_embedding = pretext_model.transform(X_train)
     norms = np.linalg.norm(train_embedding, axis=1, keepdims=True)
     kmeans = KMeans(n_classes, n_init=10, random_state=seed).fit(train_embedding / norms)
     test_embedding = pretext_model.transform(X_test)
     record("k-means on the pretext embedding", kmeans.predict(test_embedding / np.linalg.norm(test_embedding, axis=1, keepdims=True)),
-           clustering_seconds)
+           full.stage_seconds_["pretext"] + full.stage_seconds_["embedding and neighbours"])
     purity = {}
     for k in (5, 20, 50):
         neighbors = mine_neighbors(train_embedding, k, metric="cosine")
         purity[f"neighbor_purity_k{k}"] = float((y_train[neighbors] == y_train[:, None]).mean())
-    for method, model, seconds in (
-        ("SCAN, clustering step", clustering, clustering_seconds),
-        ("SCAN, after self-labeling", full, clustering_seconds + selflabel_seconds),
-    ):
-        confident = [h["confident_share"] for h in model.history_ if "confident_share" in h]
-        record(method, model.predict(X_test), seconds, **purity,
-               label_free_score=float(model.score(X_train)),
-               confident_share=float(np.mean(model.predict_proba(X_train).max(axis=1) > 0.99)),
-               selflabel_confident_share=confident[-1] if confident else None,
-               stage_seconds=getattr(model, "stage_seconds_", None), params=params)
+    confident = [h["confident_share"] for h in full.history_ if "confident_share" in h]
+    figures = dict(label_free_score=float(full.score(X_train)),
+                   confident_share=float(np.mean(full.predict_proba(X_train).max(axis=1) > 0.99)),
+                   selflabel_confident_share=confident[-1] if confident else None,
+                   stage_seconds=full.stage_seconds_, params=params)
+    full_labels = full.predict(X_test)
+    if spy.labels is None:  # no self-labeling: both rows are the same model
+        record("SCAN, clustering step", full_labels, clustering_seconds, **purity, **figures)
+    else:
+        record("SCAN, clustering step", spy.labels, clustering_seconds, **purity)
+    record("SCAN, after self-labeling", full_labels, fit_seconds, **purity, **figures)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     for run in runs:
         run.update(peak_memory_mib=peak, torch_threads=torch.get_num_threads(), train_size=len(X_train),

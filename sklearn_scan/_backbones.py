@@ -282,6 +282,20 @@ class ClusteringHeads(nn.Module):
         start = head * self.n_clusters
         return ClusterHead(self.trunk, self.linear).reorder(torch.arange(start, start + self.n_clusters))
 
+    def mean_head(self, heads, orders):
+        """A :class:`ClusterHead` whose logits are the mean of those of ``heads``, their clusters matched.
+
+        heads: (m,) head indices; orders: (m, n_clusters), cluster ``orders[i][j]``
+        of head ``heads[i]`` becomes cluster j. The output layers are linear after
+        the shared trunk, so the mean of their logits is one linear layer.
+        """
+        rows = torch.stack([head * self.n_clusters + torch.as_tensor(order) for head, order in zip(heads, orders)])
+        head = ClusterHead(self.trunk, self.linear).reorder(rows[0].to(self.linear.weight.device))
+        with torch.no_grad():
+            head.linear.weight.copy_(self.linear.weight[rows].mean(dim=0))
+            head.linear.bias.copy_(self.linear.bias[rows].mean(dim=0))
+        return head
+
 
 class ClusterHead(nn.Module):
     """One clustering head: the shared trunk, then its output layer. (B, F) -> (B, n_clusters)."""

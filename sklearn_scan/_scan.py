@@ -1,7 +1,8 @@
-"""Clustering stage: train several heads with the SCAN loss, keep the lowest-loss one."""
+"""Clustering stage: train several heads with the SCAN loss, keep the mean of the lowest-loss ones."""
 
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
 
 from ._scan_loss import SCANLoss
 from ._torch_utils import (
@@ -107,3 +108,27 @@ def scan_loss_of_predictions(logits, neighbors, entropy_weight):
     consistency = consistency / neighbors.shape[1]
     total = consistency - entropy_weight * entropy
     return total.numpy(), consistency.numpy(), entropy.numpy()
+
+
+def choose_heads(logits, neighbors, entropy_weight, n_averaged):
+    """The heads to keep, by SCAN loss, with their clusters matched to the lowest-loss head's.
+
+    logits: (N, n_heads, C) predictions on the training samples; neighbors: (N, k).
+    Returns ``(losses (n_heads,), kept (m,) head indices, lowest loss first,
+    orders (m, C))``: cluster ``orders[i][j]`` of head ``kept[i]`` is the one
+    that agrees most with cluster j of the lowest-loss head (Hungarian matching
+    of their training labels), with m = min(n_averaged, n_heads).
+    """
+    losses, _, _ = scan_loss_of_predictions(logits, neighbors, entropy_weight)
+    kept = np.argsort(losses, kind="stable")[:n_averaged]
+    n_clusters = logits.shape[2]
+    reference = logits[:, kept[0]].argmax(axis=1)
+    orders = []
+    for head in kept:
+        agreement = np.zeros((n_clusters, n_clusters))
+        np.add.at(agreement, (logits[:, head].argmax(axis=1), reference), 1)
+        rows, cols = linear_sum_assignment(-agreement)
+        order = np.empty(n_clusters, dtype=np.int64)
+        order[cols] = rows
+        orders.append(order)
+    return losses, kept, np.array(orders)

@@ -67,3 +67,8 @@ def test_heads_and_selected_outputs(hidden_size):
     with torch.no_grad():
         head.linear.weight.add_(1.0)
     torch.testing.assert_close(heads(features), logits)
+    # The mean head's logits are the mean of the heads' logits, each in its matched cluster order.
+    orders = [torch.tensor([0, 1, 2]), torch.tensor([2, 0, 1]), torch.tensor([1, 2, 0])]
+    mean = heads.mean_head([3, 1, 0], orders)
+    expected = (logits[:, 3][:, orders[0]] + logits[:, 1][:, orders[1]] + logits[:, 0][:, orders[2]]) / 3
+    torch.testing.assert_close(mean(features), expected)

@@ -8,7 +8,7 @@ from sklearn_scan._augment import policy_for_images, strong_views, weak_views
 from sklearn_scan._backbones import ClusteringHeads, ClusterModel, Encoder, Standardize, convnet, mlp
 from sklearn_scan._neighbors import mine_neighbors
 from sklearn_scan._pretext import train_pretext
-from sklearn_scan._scan import scan_loss_of_predictions, train_scan
+from sklearn_scan._scan import choose_heads, scan_loss_of_predictions, train_scan
 from sklearn_scan._scan_loss import SCANLoss
 from sklearn_scan._selflabel import balanced_cross_entropy, train_selflabel
 from sklearn_scan._torch_utils import make_generator, predict_in_batches
@@ -194,3 +194,18 @@ def test_fits_in_float32_and_bfloat16_agree():
     fast = SCANClusterer(**image_params(mixed_precision=True, scan_epochs=100)).fit(images)
     assert clustering_accuracy_score(y, exact.labels_) == clustering_accuracy_score(y, fast.labels_) == 1.0
     assert exact.history_ != fast.history_
+
+
+def test_choose_heads_ranks_by_loss_and_matches_clusters():
+    rng = np.random.default_rng(0)
+    truth = np.repeat(np.arange(3), 20)
+    neighbors = np.stack([rng.permutation(np.flatnonzero(truth == label))[:5] for label in truth])
+    confident = np.eye(3)[truth] * 8.0  # (60, 3) logits of a clean head
+    # Head 0 is noisy; heads 1 and 2 are the clean one with their clusters renumbered.
+    logits = np.stack([rng.normal(size=(60, 3)), confident[:, [2, 0, 1]], confident[:, [1, 2, 0]]], axis=1)
+    losses, kept, orders = choose_heads(logits, neighbors, entropy_weight=5.0, n_averaged=2)
+    assert losses.shape == (3,) and set(kept) == {1, 2} and losses[0] > losses[1:].max()
+    # After matching, both kept heads name every cluster as the lowest-loss head does.
+    reference = logits[:, kept[0]].argmax(axis=1)
+    for head, order in zip(kept, orders):
+        np.testing.assert_array_equal(logits[:, head][:, order].argmax(axis=1), reference)

@@ -68,7 +68,7 @@ for seed in options["seeds"]:
     seconds = time.perf_counter() - start
     train_logits = predict_in_batches(heads, torch.from_numpy(X), torch.device("cpu"), 1024, False)
     test_logits = predict_in_batches(heads, torch.from_numpy(X_test), torch.device("cpu"), 1024, False)
-    losses, _, _ = scan_loss_of_predictions(train_logits, neighbors, options["entropy"])
+    losses, consistency, entropy = scan_loss_of_predictions(train_logits, neighbors, options["entropy"])
     accuracy = np.array([clustering_accuracy_score(y_test, test_logits[:, h].argmax(1)) for h in range(options["heads"])])
     ranked = np.argsort(losses)
     reference = train_logits[:, ranked[0]].argmax(1)
@@ -77,7 +77,10 @@ for seed in options["seeds"]:
         order = alignment(train_logits[:, h].argmax(1), reference, n_clusters)
         aligned_train.append(train_logits[:, h][:, order])
         aligned_test.append(test_logits[:, h][:, order])
-    line = [f"seed {seed}: lowest-loss {accuracy[ranked[0]]:.3f}  best {accuracy.max():.3f}  mean {accuracy.mean():.3f}"]
+    balanced = entropy >= np.log(n_clusters) - 0.05  # heads within 0.05 nats of a uniform mean prediction
+    most_consistent = np.flatnonzero(balanced)[np.argmin(consistency[balanced])] if balanced.any() else ranked[0]
+    line = [f"seed {seed}: lowest-loss {accuracy[ranked[0]]:.3f}  best {accuracy.max():.3f}  mean {accuracy.mean():.3f}"
+            f"  most consistent balanced {accuracy[most_consistent]:.3f} ({balanced.sum()} balanced)"]
     for size in options["sizes"]:
         mean_test = np.mean(aligned_test[:size], axis=0)
         mean_train = np.mean(aligned_train[:size], axis=0)
