@@ -87,7 +87,7 @@ def markdown(rows, meta):
         "",
         "Defaults of `SCANClusterer(n_clusters=10, random_state=seed)`, epochs sized to the 1,797 images: "
         "SimCLR pretext 200 epochs at batch 128, 20 neighbours, 50 linear heads trained 200 epochs on the frozen "
-        "embedding, lowest-loss head kept; self-labeling is off under the defaults, so its row is the clustering "
+        "embedding, mean of the 10 lowest-loss heads kept; self-labeling is off under the defaults, so its row is the clustering "
         "step again (the same fit). The k-means row clusters the same pretext embedding; its time is the pretext's "
         "and the embedding's share of that fit plus k-means. "
         "Reference figures measured here before this library existed: "

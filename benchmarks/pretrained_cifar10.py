@@ -68,7 +68,7 @@ def main():
         f"`python benchmarks/pretrained_cifar10.py {meta['arguments']}` on {meta['date']} at commit {meta['commit']} "
         f"({meta['machine']}, {meta['cpus']} CPUs, torch {meta['torch']}). Fit on {args.train_size:,} training images "
         "per seed, test ACC on the whole test split; `SCANClusterer(10, backbone=\"efficientnet-lite0\")`, other "
-        "parameters default (frozen features, 50 linear heads, lowest-loss head kept).", "",
+        "parameters default (frozen features, 50 linear heads, mean of the 10 lowest-loss heads kept).", "",
         "| seed | k-means on the features | k-means on unit-length features | SCAN heads | purity@20 | fit (s) | "
         "embedding the test split (s, first seed only) |", "|---|---|---|---|---|---|---|",
     ]
