@@ -318,8 +318,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             )
         else:
             source = ArraySource(*self._validate(X, reset=True))
-        with mixed_precision(self.mixed_precision):
-            result = fit_pipeline(source, config)
+        result = fit_pipeline(source, config)
         for field in dataclasses.fields(result):
             setattr(self, f"{field.name}_", getattr(result, field.name))
         if is_image_collection(X):

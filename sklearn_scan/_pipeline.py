@@ -186,9 +186,12 @@ class StageClock:
 def fit_pipeline(source, config):
     """Run SCAN's stages on ``source`` (an :class:`~sklearn_scan._sources.ArraySource` or
     :class:`~sklearn_scan._sources.ImageCollection`) as ``config`` says; returns a :class:`FitResult`.
-
-    Call it inside ``mixed_precision(config.mixed_precision)``.
     """
+    with mixed_precision(config.mixed_precision):
+        return _run_stages(source, config)
+
+
+def _run_stages(source, config):
     clock = StageClock()
     if not config.embeds_once:
         source = source.in_memory()
