@@ -16,11 +16,10 @@ import time
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 
 from sklearn_scan._backbones import ClusteringHeads
 from sklearn_scan._neighbors import mine_neighbors
-from sklearn_scan._scan import scan_loss_of_predictions, train_scan
+from sklearn_scan._scan import choose_heads, scan_loss_of_predictions, train_scan
 from sklearn_scan._torch_utils import make_generator, predict_in_batches
 from sklearn_scan.metrics import clustering_accuracy_score
 
@@ -44,16 +43,6 @@ def scale(features):
     return features
 
 
-def alignment(labels, reference, n_clusters):
-    """order such that cluster order[j] of ``labels`` matches cluster j of ``reference``."""
-    agreement = np.zeros((n_clusters, n_clusters))
-    np.add.at(agreement, (labels, reference), 1)
-    rows, cols = linear_sum_assignment(-agreement)
-    order = np.empty(n_clusters, dtype=int)
-    order[cols] = rows
-    return order
-
-
 X, X_test = scale(train).astype(np.float32), scale(test).astype(np.float32)
 n_clusters = len(np.unique(y_train))
 neighbors = mine_neighbors(X, options["k"], metric=options["metric"])
@@ -68,15 +57,12 @@ for seed in options["seeds"]:
     seconds = time.perf_counter() - start
     train_logits = predict_in_batches(heads, torch.from_numpy(X), torch.device("cpu"), 1024, False)
     test_logits = predict_in_batches(heads, torch.from_numpy(X_test), torch.device("cpu"), 1024, False)
-    losses, consistency, entropy = scan_loss_of_predictions(train_logits, neighbors, options["entropy"])
+    _, consistency, entropy = scan_loss_of_predictions(train_logits, neighbors, options["entropy"])
+    # Every head, lowest loss first, its clusters matched to the lowest-loss head's (as the estimator does).
+    losses, ranked, orders = choose_heads(train_logits, neighbors, options["entropy"], options["heads"])
     accuracy = np.array([clustering_accuracy_score(y_test, test_logits[:, h].argmax(1)) for h in range(options["heads"])])
-    ranked = np.argsort(losses)
-    reference = train_logits[:, ranked[0]].argmax(1)
-    aligned_train, aligned_test = [], []
-    for h in ranked:
-        order = alignment(train_logits[:, h].argmax(1), reference, n_clusters)
-        aligned_train.append(train_logits[:, h][:, order])
-        aligned_test.append(test_logits[:, h][:, order])
+    aligned_train = [train_logits[:, h][:, order] for h, order in zip(ranked, orders)]
+    aligned_test = [test_logits[:, h][:, order] for h, order in zip(ranked, orders)]
     balanced = entropy >= np.log(n_clusters) - 0.05  # heads within 0.05 nats of a uniform mean prediction
     most_consistent = np.flatnonzero(balanced)[np.argmin(consistency[balanced])] if balanced.any() else ranked[0]
     line = [f"seed {seed}: lowest-loss {accuracy[ranked[0]]:.3f}  best {accuracy.max():.3f}  mean {accuracy.mean():.3f}"
