@@ -1,10 +1,9 @@
 """CIFAR-10 on the shipped ImageNet backbone: SCAN heads against k-means on the same features.
 
 Protocol as benchmarks/real_images.py: per seed, fit on 10,000 training images sampled with that
-seed, score on the whole test split. The estimator runs with its defaults except
-``backbone="efficientnet-lite0"``, which a user passes for arrays (``"auto"`` picks it only for
-folders, files and Datasets of photos); the 32-pixel images are upscaled to 224 by the backbone's
-input adapter. k-means (n_init=10) runs on the same features, as they are and at unit length.
+seed, score on the whole test split. The estimator runs with its defaults, which pick the shipped
+backbone for colour images (arrays too since 2026-12-01; the fit checks that it did); the 32-pixel
+images are upscaled to 224 by the backbone's input adapter. k-means (n_init=10) runs on the same features, as they are and at unit length.
 Writes docs/benchmark-pretrained.md and .json. Usage: python benchmarks/pretrained_cifar10.py [--seeds 0 1 2]
 """
 
@@ -31,8 +30,9 @@ def run(seed, train_size, test_features=None):
     train = np.random.default_rng(seed).choice(len(data.X_train), train_size, replace=False)
     X, y = data.X_train[train], data.y_train[train]
     start = time.perf_counter()
-    model = SCANClusterer(10, backbone="efficientnet-lite0", random_state=seed).fit(X)
+    model = SCANClusterer(10, random_state=seed).fit(X)
     fit_seconds = time.perf_counter() - start
+    assert model.backbone_name_ == "efficientnet-lite0", model.backbone_name_
     start = time.perf_counter()
     # The frozen backbone is the same for every seed: the test split is embedded once for all methods and seeds.
     test_features = model.transform(data.X_test) if test_features is None else test_features
@@ -67,8 +67,9 @@ def main():
         "# CIFAR-10 on the shipped ImageNet backbone (efficientnet-lite0)", "",
         f"`python benchmarks/pretrained_cifar10.py {meta['arguments']}` on {meta['date']} at commit {meta['commit']} "
         f"({meta['machine']}, {meta['cpus']} CPUs, torch {meta['torch']}). Fit on {args.train_size:,} training images "
-        "per seed, test ACC on the whole test split; `SCANClusterer(10, backbone=\"efficientnet-lite0\")`, other "
-        "parameters default (frozen features, 50 linear heads, mean of the 10 lowest-loss heads kept).", "",
+        "per seed, test ACC on the whole test split; `SCANClusterer(10)` with its defaults (for colour images "
+        "the shipped efficientnet-lite0, frozen features, 50 linear heads, mean of the 10 lowest-loss heads kept).",
+        "",
         "| seed | k-means on the features | k-means on unit-length features | SCAN heads | purity@20 | fit (s) | "
         "embedding the test split (s, first seed only) |", "|---|---|---|---|---|---|---|",
     ]

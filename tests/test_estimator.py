@@ -404,6 +404,11 @@ def test_auto_epochs_follow_the_number_of_samples():
                                          freeze_backbone=True)).fit(images[:20])
     stages = [entry["stage"] for entry in model.history_]
     assert stages.count("pretext") == PRETEXT_EPOCHS_RANGE[1] and stages.count("scan") == 200
+    # Heads alone on fixed features follow the same rule: 300,000 anchors are 100 epochs of 3,000 rows.
+    features = np.random.default_rng(0).normal(size=(3000, 128)).astype(np.float32)
+    heads = SCANClusterer(n_clusters=3, n_heads=2, batch_size=512, random_state=0).fit(features)
+    assert heads.backbone_name_ == "normalized"
+    assert [entry["stage"] for entry in heads.history_].count("scan") == 100
 
 
 def test_memory_caches_the_pretext_for_later_stage_changes(tmp_path):

@@ -66,8 +66,11 @@ def test_photo_rule_colour_and_size(tmp_path):
     assert looks_like_photos(str(write_folder(tmp_path / "colour", two_kinds(n=6, size=40))))
     assert not looks_like_photos(str(write_folder(tmp_path / "gray", two_kinds(n=6, size=40), mode="L")))
     assert not looks_like_photos(str(write_folder(tmp_path / "tiny", two_kinds(n=6, size=16))))
-    # Arrays are never taken for photos: the caller chose their size and kind.
-    assert backbone_for(two_kinds(n=6, size=40), "auto") == "auto"
+    # Arrays of colour images from PHOTO_MIN_SIDE pixels get the shipped backbone too; grayscale or tiny ones do not.
+    assert backbone_for(two_kinds(n=6, size=40), "auto") == PHOTO_BACKBONE
+    assert backbone_for(two_kinds(n=6, size=16), "auto") == "auto"
+    assert backbone_for(two_kinds(n=6, size=40)[..., :1], "auto") == "auto"
+    assert backbone_for(two_kinds(n=6, size=40).reshape(6, -1), "auto") == "auto"
     # A backbone the user names is kept.
     assert backbone_for(str(tmp_path / "colour"), "convnet") == "convnet"
 
