@@ -151,11 +151,19 @@ def run_seed(name, seed, data_dir, train_size, test_size, quick):
         neighbors = mine_neighbors(train_embedding, k, metric="cosine")
         purity[f"neighbor_purity_k{k}"] = float((y_train[neighbors] == y_train[:, None]).mean())
     confident = [h["confident_share"] for h in full.history_ if "confident_share" in h]
+    if pretext_model is full:
+        # Frozen encoder: its head on the embeddings gives predict and predict_proba without embedding the
+        # images again (what the estimator computes too; minutes per pass on a pretrained backbone).
+        def probabilities(embedding):
+            logits = full._apply(full.model_.head, torch.from_numpy(embedding), images=False)
+            return torch.softmax(torch.from_numpy(logits).double(), dim=1).numpy()
+        train_probabilities, full_labels = probabilities(train_embedding), probabilities(test_embedding).argmax(1)
+    else:
+        train_probabilities, full_labels = full.predict_proba(X_train), full.predict(X_test)
     figures = dict(label_free_score=float(full.score(X_train)),
-                   confident_share=float(np.mean(full.predict_proba(X_train).max(axis=1) > 0.99)),
+                   confident_share=float(np.mean(train_probabilities.max(axis=1) > 0.99)),
                    selflabel_confident_share=confident[-1] if confident else None,
                    stage_seconds=full.stage_seconds_, params=params)
-    full_labels = full.predict(X_test)
     if spy.labels is None:  # no self-labeling: both rows are the same model
         record("SCAN, clustering step", full_labels, clustering_seconds, **purity, **figures)
     else:
