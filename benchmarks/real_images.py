@@ -92,7 +92,9 @@ def run_seed(name, seed, data_dir, train_size, test_size, quick):
     from sklearn.cluster import KMeans
 
     from sklearn_scan import SCANClusterer
+    from sklearn_scan._estimator import SCORE_ENTROPY_WEIGHT
     from sklearn_scan._neighbors import mine_neighbors
+    from sklearn_scan._scan import scan_loss_of_predictions
     from sklearn_scan.metrics import clustering_report
 
     data = load(name, data_dir)
@@ -158,9 +160,14 @@ def run_seed(name, seed, data_dir, train_size, test_size, quick):
             logits = full._apply(full.model_.head, torch.from_numpy(embedding), images=False)
             return torch.softmax(torch.from_numpy(logits).double(), dim=1).numpy()
         train_probabilities, full_labels = probabilities(train_embedding), probabilities(test_embedding).argmax(1)
+        # score(X_train) as the estimator computes it, on the embedding in hand.
+        logits = full._apply(full.model_.head, torch.from_numpy(train_embedding), images=False)
+        score_neighbors = mine_neighbors(train_embedding, full.n_neighbors, metric=full.metric_, random_state=0)
+        label_free_score = -float(scan_loss_of_predictions(logits, score_neighbors, SCORE_ENTROPY_WEIGHT)[0])
     else:
         train_probabilities, full_labels = full.predict_proba(X_train), full.predict(X_test)
-    figures = dict(label_free_score=float(full.score(X_train)),
+        label_free_score = float(full.score(X_train))
+    figures = dict(label_free_score=label_free_score,
                    confident_share=float(np.mean(train_probabilities.max(axis=1) > 0.99)),
                    selflabel_confident_share=confident[-1] if confident else None,
                    stage_seconds=full.stage_seconds_, params=params)
