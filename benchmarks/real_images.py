@@ -156,14 +156,13 @@ def run_seed(name, seed, data_dir, train_size, test_size, quick):
     if pretext_model is full:
         # Frozen encoder: its head on the embeddings gives predict and predict_proba without embedding the
         # images again (what the estimator computes too; minutes per pass on a pretrained backbone).
-        def probabilities(embedding):
-            logits = full._apply(full.model_.head, torch.from_numpy(embedding), images=False)
-            return torch.softmax(torch.from_numpy(logits).double(), dim=1).numpy()
-        train_probabilities, full_labels = probabilities(train_embedding), probabilities(test_embedding).argmax(1)
-        # score(X_train) as the estimator computes it, on the embedding in hand.
-        logits = full._apply(full.model_.head, torch.from_numpy(train_embedding), images=False)
+        train_logits, test_logits = (full._apply(full.model_.head, torch.from_numpy(embedding), images=False)
+                                     for embedding in (train_embedding, test_embedding))
+        train_probabilities = torch.softmax(torch.from_numpy(train_logits).double(), dim=1).numpy()
+        full_labels = test_logits.argmax(1)
+        # SCANClusterer.score(X_train), on the embedding in hand.
         score_neighbors = mine_neighbors(train_embedding, full.n_neighbors, metric=full.metric_, random_state=0)
-        label_free_score = -float(scan_loss_of_predictions(logits, score_neighbors, SCORE_ENTROPY_WEIGHT)[0])
+        label_free_score = -float(scan_loss_of_predictions(train_logits, score_neighbors, SCORE_ENTROPY_WEIGHT)[0])
     else:
         train_probabilities, full_labels = full.predict_proba(X_train), full.predict(X_test)
         label_free_score = float(full.score(X_train))

@@ -35,8 +35,8 @@ train = np.random.default_rng(0).choice(len(data.X_train), size=10_000, replace=
 for name, X, y in (("train", data.X_train[train], data.y_train[train]), ("test", data.X_test, data.y_test)):
     inputs, images = to_model_inputs(X)
     encoder, _ = build_encoder("efficientnet-lite0", tuple(inputs.shape[1:]), torch.device("cpu"))
-    encoder.standardize[0].size = args.size
     assert isinstance(encoder.standardize[0], InputAdapter)
+    encoder.standardize[0].size = args.size
     encoder.eval()
     start = time.perf_counter()
     with mixed_precision("auto"):
