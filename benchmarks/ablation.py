@@ -35,6 +35,10 @@ PRETEXT = {
 ROWS = {
     "defaults": {},
     "frozen": dict(freeze_backbone=True),
+    # Heads alone on the images' features only (the default until the fifth session of 2026-12-01 added
+    # two weak views of every image, embedded once, to the heads' training).
+    "frozen_no_views": dict(freeze_backbone=True, augmentation_params={"scan_views": 0}),
+    "frozen_4_views": dict(freeze_backbone=True, augmentation_params={"scan_views": 4}),
     # Heads alone for 30 epochs instead of 200 (on EfficientNet features of CIFAR-10, 200 epochs overfit).
     "frozen_30_epochs": dict(freeze_backbone=True, scan_epochs=30),
     # The whole network trains in the clustering step: 30 epochs (a tenth of a CPU budget's time each).
@@ -124,7 +128,10 @@ def markdown(results):
         "`--list` prints the rows).",
         "",
         "- frozen: heads alone on the fixed pretext embedding (the default; 200 epochs until 2026-12-01, 30 for "
-        "10,000 images since).",
+        "10,000 images since; since the fifth session of 2026-12-01 on the features of each image and of two weak "
+        "views of it, embedded once).",
+        "- frozen_no_views / frozen_4_views: heads alone on the images' features only (the default before that "
+        "session) / on those of the image and four weak views.",
         "- frozen_30_epochs: heads alone, 30 epochs.",
         "- unfrozen_clean / unfrozen_augmented: the whole network trains in the clustering step (30 epochs, "
         "lr 1e-3) on clean images / on SimCLR views of anchors and neighbours.",

@@ -12,11 +12,19 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 
 @dataclasses.dataclass(frozen=True)
 class AugmentationPolicy:
-    """How strongly to augment images of one kind; see :func:`policy_for_images`."""
+    """How strongly to augment images of one kind; see :func:`policy_for_images`.
+
+    ``augment_scan``: the clustering step trains on weak views of anchors and
+    neighbours. With a frozen encoder these are ``scan_views`` views of each
+    image, embedded once along with the image (the heads then train on one of
+    its 1 + ``scan_views`` feature vectors drawn at random each step);
+    with the whole network training, fresh views every step.
+    """
 
     crop_scale: tuple = (0.2, 1.0)
     crop_ratio: tuple = (3 / 4, 4 / 3)
@@ -31,6 +39,7 @@ class AugmentationPolicy:
     cutout_fraction: float = 0.5
     strong_ops: int = 4
     augment_scan: bool = True
+    scan_views: int = 2
 
 
 #: The policy fields :func:`weak_views` reads (the pretext's views); the others only shape the
@@ -160,6 +169,29 @@ def weak_views(images, policy, generator):
     """One SimCLR-style view per image: crop, flip, rotation, colour jitter. (B, C, H, W) -> same."""
     matrices = _crop_flip_rotate_matrices(images.shape[0], policy, generator)
     return _colour_jitter(_affine_warp(images, matrices), policy, generator)
+
+
+class ViewsEncoder(nn.Module):
+    """An encoder that also embeds ``n_views`` weak views of every image: (B, C, H, W) -> (B, 1 + n_views, F).
+
+    Row 0 holds the features of the images as they are. Views are drawn from
+    ``generator`` in float32 (outside any autocast); the encoder runs as it would alone.
+    """
+
+    def __init__(self, encoder, policy, n_views, generator):
+        super().__init__()
+        self.encoder, self.policy, self.n_views, self.generator = encoder, policy, int(n_views), generator
+
+    def forward(self, images):
+        with torch.autocast(images.device.type, enabled=False):
+            views = [weak_views(images.float(), self.policy, self.generator) for _ in range(self.n_views)]
+        return torch.stack([self.encoder(batch) for batch in (images, *views)], dim=1)
+
+
+def pick_views(batch, generator):
+    """One of the V feature vectors of every sample, drawn at random: (B, V, F) -> (B, F)."""
+    choice = torch.randint(0, batch.shape[1], (len(batch),), generator=generator).to(batch.device)
+    return batch[torch.arange(len(batch), device=batch.device), choice]
 
 
 # RandAugment-style operations, each taking (images, magnitudes in [0, 1] of shape (B,)).

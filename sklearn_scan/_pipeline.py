@@ -18,7 +18,15 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_memory
 
-from ._augment import WEAK_VIEW_FIELDS, AugmentationPolicy, policy_for_images, strong_views, weak_views
+from ._augment import (
+    WEAK_VIEW_FIELDS,
+    AugmentationPolicy,
+    ViewsEncoder,
+    pick_views,
+    policy_for_images,
+    strong_views,
+    weak_views,
+)
 from ._backbones import ClusteringHeads, ClusterModel, Frozen, build_encoder
 from ._inputs import check_sample_count, per_channel_statistics
 from ._neighbors import mine_neighbors
@@ -203,19 +211,24 @@ def _run_stages(source, config):
     encoder, backbone_name, history = train_encoder(source, config)
     clock.lap("pretext")
 
-    source, encoder = source.to(config.device), encoder.to(config.device)
-    features, image_names, skipped = source.embed(encoder, config.device, config.batch_size)
-    check_sample_count(len(features), config.n_clusters, config.n_neighbors)
-    metric = config.metric if config.metric != "auto" else ("cosine" if source.images else "euclidean")
-    neighbors = mine_neighbors(features, config.n_neighbors, metric=metric, random_state=config.seeds.neighbors)
-    history.append({"stage": "neighbors", "n_neighbors": config.n_neighbors, "metric": metric})
-    clock.lap("embedding and neighbours")
-
     # The MLP on user-given features is the model itself: it always trains; "normalized" has nothing to train.
     freeze = (config.freeze_backbone and source.images) or backbone_name == "normalized"
     policy = policy_for_images(*source.input_shape, **config.augmentation_params) if source.images else None
+    n_views = policy.scan_views if freeze and source.images and policy.augment_scan else 0
+
+    source, encoder = source.to(config.device), encoder.to(config.device)
+    embedder = encoder if not n_views else ViewsEncoder(encoder, policy, n_views, make_generator(config.seeds.neighbors))
+    features, image_names, skipped = source.embed(embedder, config.device, config.batch_size)
+    # With views, features is (N, 1 + n_views, F): the images' own features first.
+    views, features = (torch.from_numpy(features), np.ascontiguousarray(features[:, 0])) if n_views else (None, features)
+    check_sample_count(len(features), config.n_clusters, config.n_neighbors)
+    metric = config.metric if config.metric != "auto" else ("cosine" if source.images else "euclidean")
+    neighbors = mine_neighbors(features, config.n_neighbors, metric=metric, random_state=config.seeds.neighbors)
+    history.append({"stage": "neighbors", "n_neighbors": config.n_neighbors, "metric": metric, "views": n_views})
+    clock.lap("embedding and neighbours")
+
     model, head_losses, interrupted = clustering_step(
-        encoder, source, features, neighbors, policy, freeze, config, history
+        encoder, source, features, neighbors, policy, freeze, config, history, views=views
     )
     clock.lap("clustering step")
     if config.selflabel_epochs > 0 and not interrupted:
@@ -294,30 +307,34 @@ def _pretrain_encoder(
     return encoder.cpu().eval(), backbone_name, history
 
 
-def clustering_step(encoder, source, features, neighbors, policy, freeze, config, history):
+def clustering_step(encoder, source, features, neighbors, policy, freeze, config, history, views=None):
     """Train ``config.n_heads`` heads with the SCAN loss and keep the mean of the ``AVERAGED_HEADS`` lowest-loss ones.
 
     features: (N, F) embedding of ``source``; neighbors: (N, k). With ``freeze``
-    the heads train on ``features``, otherwise with the encoder on the images
-    (weakly augmented when ``policy.augment_scan``). Returns ``(ClusterModel of
-    the encoder and the kept head, head losses (n_heads,), interrupted)``.
+    the heads train on ``features``, or on ``views`` (N, V, F) when given (one of
+    each sample's V feature vectors drawn per step); otherwise with the encoder
+    on the images (weakly augmented when ``policy.augment_scan``). Returns
+    ``(ClusterModel of the encoder and the kept head, head losses (n_heads,), interrupted)``.
     """
     device = config.device
     with seeded(config.seeds.scan, device):
         heads = ClusteringHeads(encoder.out_features, config.n_clusters, config.n_heads, config.head_hidden_size)
+    augment = None
     if freeze:
         trainable, inputs, on_images = heads, torch.from_numpy(features).to(device), False
     else:
         trainable, inputs, on_images = ClusterModel(encoder, heads), source.inputs, source.images
+        if on_images and policy.augment_scan:
+            augment = lambda batch, generator: weak_views(batch, policy, generator)  # noqa: E731
+    train_inputs = inputs
+    if freeze and views is not None:
+        train_inputs, augment = views.to(device), pick_views
     if config.scan_epochs == "auto" and not (freeze or on_images):
         epochs = MLP_SCAN_EPOCHS
     else:
         epochs = auto_epochs(config.scan_epochs, len(inputs), SCAN_IMAGES, SCAN_EPOCHS_RANGE)
-    augment = None
-    if on_images and policy.augment_scan:
-        augment = lambda batch, generator: weak_views(batch, policy, generator)  # noqa: E731
     trainable, interrupted = train_scan(
-        trainable, inputs, neighbors, entropy_weight=config.entropy_weight, epochs=epochs, augment=augment,
+        trainable, train_inputs, neighbors, entropy_weight=config.entropy_weight, epochs=epochs, augment=augment,
         images=on_images, generator=make_generator(config.seeds.scan), history=history,
         batch_size=config.batch_size, device=device, verbose=config.verbose,
         **{"learning_rate": 1e-2 if freeze else 1e-3, **config.scan_params},

@@ -3,7 +3,14 @@ import pytest
 import torch
 
 from sklearn_scan import _augment
-from sklearn_scan._augment import AugmentationPolicy, policy_for_images, strong_views, weak_views
+from sklearn_scan._augment import (
+    AugmentationPolicy,
+    ViewsEncoder,
+    pick_views,
+    policy_for_images,
+    strong_views,
+    weak_views,
+)
 from sklearn_scan._torch_utils import make_generator
 
 
@@ -127,3 +134,25 @@ def test_cutout_side_follows_the_policy():
     out = _augment._cutout(torch.ones(64, 1, 16, 16), 0.25, make_generator(0))
     widest_row = (out == 0).sum(dim=3).amax(dim=(1, 2))
     assert widest_row.max().item() == 4  # a quarter of 16 pixels, never wider
+
+
+def test_views_encoder_puts_the_images_own_features_first():
+    images = batch()
+    encoder = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    policy = policy_for_images(3, 16, 16)
+    features = ViewsEncoder(encoder, policy, 2, make_generator(0))(images)
+    assert features.shape == (6, 3, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(features[:, 0], encoder(images))
+        torch.testing.assert_close(features[:, 1], encoder(weak_views(images, policy, make_generator(0))))
+    assert not torch.allclose(features[:, 1], features[:, 2])  # each view is drawn anew
+
+
+def test_pick_views_draws_one_of_each_samples_rows():
+    n, n_views = 64, 3
+    # Feature vector of sample i, view v: [i, v].
+    batch = torch.stack(torch.meshgrid(torch.arange(n), torch.arange(n_views), indexing="ij"), dim=-1).float()
+    picked = pick_views(batch, make_generator(0))
+    assert picked.shape == (n, 2)
+    np.testing.assert_array_equal(picked[:, 0].numpy(), np.arange(n))
+    assert set(picked[:, 1].long().tolist()) == set(range(n_views))

@@ -133,7 +133,8 @@ def test_history_records_every_stage():
     stages = [entry["stage"] for entry in model.history_]
     assert stages.count("pretext") == 2 and stages.count("scan") == 20 and stages.count("selflabel") == 3
     neighbors = [entry for entry in model.history_ if entry["stage"] == "neighbors"]
-    assert neighbors == [{"stage": "neighbors", "n_neighbors": 5, "metric": "cosine"}]
+    # Heads alone on a frozen encoder train on two weak views of every image besides the image.
+    assert neighbors == [{"stage": "neighbors", "n_neighbors": 5, "metric": "cosine", "views": 2}]
     assert all("confident_share" in entry for entry in model.history_ if entry["stage"] == "selflabel")
     assert all(np.isfinite(entry["loss"]) for entry in model.history_ if "loss" in entry)
 
