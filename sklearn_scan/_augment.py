@@ -23,8 +23,9 @@ class AugmentationPolicy:
     neighbours. With a frozen encoder these are ``scan_views`` views of each
     image, embedded once along with the image: the heads train on the
     features of one of its views, drawn at random each step, while the
-    image's own features serve to mine neighbours and to predict. With the
-    whole network training, fresh views every step.
+    image's own features serve to mine neighbours and to predict ("auto":
+    see ``_pipeline.AUTO_SCAN_VIEWS``). With the whole network training,
+    fresh views every step.
     """
 
     crop_scale: tuple = (0.2, 1.0)
@@ -40,7 +41,7 @@ class AugmentationPolicy:
     cutout_fraction: float = 0.5
     strong_ops: int = 4
     augment_scan: bool = True
-    scan_views: int = 2
+    scan_views: object = "auto"
 
 
 #: The policy fields :func:`weak_views` reads (the pretext's views); the others only shape the

@@ -154,6 +154,11 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         ``brightness``, ``contrast``, ``cutout_fraction``, ``strong_ops``, ...).
         Grayscale images get no flips by default, since a mirrored digit is
         another symbol; for clothing or photos ``{"flip": True}`` adds them.
+        ``scan_views`` (default 2): with a frozen backbone, the weak views of
+        every image embedded once with it, on which the heads train (the
+        image's own features mine the neighbours and predict); each view is
+        one more pass of the backbone. 0 trains the heads on the images'
+        features alone, as before 2026-12-01 (fifth session).
     memory : str, joblib.Memory or None, default=None
         Where to cache the trained pretext encoder (a folder or a
         ``joblib.Memory``). Fits that differ only in later-stage parameters

@@ -5,9 +5,10 @@ network with self-labeling, 2-D features (MLP and unit-length rows), a folder de
 memory, and a folder streamed through a fixed encoder. They run in float32
 (``mixed_precision=False``), whose results match across CPUs.
 
-Re-recorded when the heads on a frozen image encoder began training on weak views of every image
-(``scan_views``, 2026-12-01): with ``augmentation_params={"scan_views": 0}`` every case gave the
-labels, predictions and head losses recorded before, so that change touched nothing else.
+Re-recorded when heads on a fixed image encoder began training on weak views of every image
+(``scan_views``, 2026-12-01): only ``folder_streamed`` (a fixed encoder) changed, and with
+``augmentation_params={"scan_views": 0}`` every case gave the labels, predictions and head losses
+recorded before, so that change touched nothing else.
 
 Record on the commit to compare with (overwrites ``tests/data/reference_labels.npz``)::
 

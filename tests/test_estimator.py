@@ -127,14 +127,50 @@ def test_embedding_features_get_linear_heads_on_unit_rows(tmp_path):
     np.testing.assert_array_equal(SCANClusterer.load(tmp_path / "model.pt").predict(X), model.predict(X))
 
 
+class QuadrantMeans(nn.Module):
+    """A fixed encoder: the mean of each image quadrant, (B, C, H, W) -> (B, 4 C)."""
+
+    def forward(self, images):
+        h, w = images.shape[2] // 2, images.shape[3] // 2
+        parts = [images[:, :, :h, :w], images[:, :, :h, w:], images[:, :, h:, :w], images[:, :, h:, w:]]
+        return torch.cat([part.mean(dim=(2, 3)) for part in parts], dim=1)
+
+
+@pytest.mark.parametrize("pretext, augmentation, views", [
+    ("none", {}, 2),  # a fixed encoder: heads train on two weak views of every image
+    ("none", {"scan_views": 0}, 0),
+    ("none", {"augment_scan": False}, 0),
+    ("simclr", {"scan_views": 1}, 1),  # asked for on a SimCLR encoder
+])
+def test_frozen_heads_train_on_weak_views_of_fixed_features(pretext, augmentation, views):
+    X, y = small_images()
+    backbone = QuadrantMeans() if pretext == "none" else "auto"
+    params = image_params(backbone=backbone, pretext=pretext, augmentation_params=augmentation, n_heads=10,
+                          scan_epochs=100, selflabel_epochs=0)
+    model = SCANClusterer(**params).fit(X)
+    neighbors = [entry for entry in model.history_ if entry["stage"] == "neighbors"]
+    assert neighbors[0]["views"] == views
+    assert clustering_accuracy_score(y, model.labels_) > 0.9
+    if pretext == "none":  # the images' own features, not a view's, are what transform gives
+        expected = QuadrantMeans()(torch.from_numpy(X[:4, None])).numpy()
+        np.testing.assert_allclose(model.transform(X[:4]), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("views", [-1, 1.5, "two", True])
+def test_bad_scan_views_are_refused_before_the_fit(views):
+    X, _ = small_images()
+    with pytest.raises(ValueError, match="scan_views"):
+        SCANClusterer(**image_params(augmentation_params={"scan_views": views})).fit(X)
+
+
 def test_history_records_every_stage():
     X, _ = small_images()
     model = SCANClusterer(**image_params(selflabel_epochs=3)).fit(X)
     stages = [entry["stage"] for entry in model.history_]
     assert stages.count("pretext") == 2 and stages.count("scan") == 20 and stages.count("selflabel") == 3
     neighbors = [entry for entry in model.history_ if entry["stage"] == "neighbors"]
-    # Heads alone on a frozen encoder train on two weak views of every image besides the image.
-    assert neighbors == [{"stage": "neighbors", "n_neighbors": 5, "metric": "cosine", "views": 2}]
+    # An encoder SimCLR trained is invariant to weak views already: the heads train on the images' features.
+    assert neighbors == [{"stage": "neighbors", "n_neighbors": 5, "metric": "cosine", "views": 0}]
     assert all("confident_share" in entry for entry in model.history_ if entry["stage"] == "selflabel")
     assert all(np.isfinite(entry["loss"]) for entry in model.history_ if "loss" in entry)
 
