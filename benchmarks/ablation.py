@@ -35,9 +35,10 @@ PRETEXT = {
 ROWS = {
     "defaults": {},
     "frozen": dict(freeze_backbone=True),
-    # Heads alone on the images' features only (the default until the fifth session of 2026-12-01 added
-    # two weak views of every image, embedded once, to the heads' training).
+    # Heads alone on the features of weak views of every image, embedded once (scan_views; the default for
+    # pretrained encoders since the fifth session of 2026-12-01), or on the images' own features only.
     "frozen_no_views": dict(freeze_backbone=True, augmentation_params={"scan_views": 0}),
+    "frozen_2_views": dict(freeze_backbone=True, augmentation_params={"scan_views": 2}),
     "frozen_4_views": dict(freeze_backbone=True, augmentation_params={"scan_views": 4}),
     # Heads alone for 30 epochs instead of 200 (on EfficientNet features of CIFAR-10, 200 epochs overfit).
     "frozen_30_epochs": dict(freeze_backbone=True, scan_epochs=30),
@@ -128,10 +129,11 @@ def markdown(results):
         "`--list` prints the rows).",
         "",
         "- frozen: heads alone on the fixed pretext embedding (the default; 200 epochs until 2026-12-01, 30 for "
-        "10,000 images since; since the fifth session of 2026-12-01 on the features of each image and of two weak "
-        "views of it, embedded once).",
-        "- frozen_no_views / frozen_4_views: heads alone on the images' features only (the default before that "
-        "session) / on those of the image and four weak views.",
+        "10,000 images since). At commit 782dc8d (only there) its heads trained on two weak views of every image, "
+        "embedded once, as frozen_2_views.",
+        "- frozen_no_views / frozen_2_views / frozen_4_views: heads alone on the images' own features (the default "
+        "for an encoder SimCLR trained) / on those of 2 or 4 weak views of each image (`scan_views`; 2 is the "
+        "default for pretrained encoders). The rows at 782dc8d used a 40-epoch pretext (`--pretext-epochs 40`).",
         "- frozen_30_epochs: heads alone, 30 epochs.",
         "- unfrozen_clean / unfrozen_augmented: the whole network trains in the clustering step (30 epochs, "
         "lr 1e-3) on clean images / on SimCLR views of anchors and neighbours.",
