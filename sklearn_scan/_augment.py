@@ -185,8 +185,13 @@ class ViewsEncoder(nn.Module):
         self.encoder, self.policy, self.n_views, self.generator = encoder, policy, int(n_views), generator
 
     def forward(self, images):
+        # The views keep the batch's memory layout: on 256 CIFAR-10 images through EfficientNet-Lite0 on the
+        # CPU in bfloat16, standard-layout views of a channels-last batch took 48 s against 28 s.
+        channels_last = images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous()
+        layout = torch.channels_last if channels_last else torch.contiguous_format
         with torch.autocast(images.device.type, enabled=False):
-            views = [weak_views(images.float(), self.policy, self.generator) for _ in range(self.n_views)]
+            views = [weak_views(images.float(), self.policy, self.generator).contiguous(memory_format=layout)
+                     for _ in range(self.n_views)]
         return torch.stack([self.encoder(batch) for batch in (images, *views)], dim=1)
 
 

@@ -55,9 +55,10 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         folder, image files or a Dataset of colour photos (most images in
         colour, median shorter side 32 pixels or more), or an array
         (N, H, W, 3) with H and W of 32 or more. On 10,000 CIFAR-10 images its
-        frozen features and SCAN heads reach test ACC 0.544 (mean of 3 seeds)
-        in about 3 minutes, against 0.356 in 23 minutes for SimCLR from
-        scratch (docs/benchmarks-analysis.md). Grayscale images train from scratch:
+        frozen features and SCAN heads, trained on two weak views of every
+        image (``scan_views``), reach test ACC CIFAR_FIGURE, against 0.356 in
+        23 minutes for SimCLR from scratch and 0.45-0.49 for k-means on the
+        same features (docs/benchmarks-analysis.md). Grayscale images train from scratch:
         on MNIST the shipped features give 0.84 against 0.97 from scratch, but
         on Fashion-MNIST 0.76 against 0.65, so for grayscale pictures of
         objects (clothing, products) pass ``backbone="efficientnet-lite0"``.
@@ -117,7 +118,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         Expected time per 10,000 images of 28x28 on 2 cores: pretext 9 s an
         epoch, heads 0.3 s, whole-network clustering step 9 s, self-labeling
         6 s; 32x32 colour images take about 10% longer on the CNN; colour
-        images on the shipped backbone take about 3 minutes to embed.
+        images on the shipped backbone take about 3 minutes a pass to embed,
+        and a fit makes three (the images and two weak views: ``scan_views``).
         On a GPU the paper's recipe is affordable: ``pretext_epochs=500,
         scan_epochs=100, selflabel_epochs=200, freeze_backbone=False``.
     confidence_threshold : float, default=0.99

@@ -156,3 +156,16 @@ def test_pick_views_draws_one_of_each_samples_rows():
     assert picked.shape == (n, 2)
     np.testing.assert_array_equal(picked[:, 0].numpy(), np.arange(n))
     assert set(picked[:, 1].long().tolist()) == set(range(n_views))
+
+
+def test_views_encoder_keeps_the_batch_layout():
+    images = batch().contiguous(memory_format=torch.channels_last)
+    layouts = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, x):
+            layouts.append(x.is_contiguous(memory_format=torch.channels_last))
+            return x.mean(dim=(2, 3))
+
+    ViewsEncoder(Spy(), policy_for_images(3, 16, 16), 2, make_generator(0))(images)
+    assert layouts == [True, True, True]
