@@ -95,7 +95,7 @@ def check_stage_params(name, params):
     unknown = set(params) - set(STAGE_PARAMS[name])
     if unknown:
         raise ValueError(f"{name} got unknown keys {sorted(unknown)}; valid keys are {list(STAGE_PARAMS[name])}.")
-    views = params.get("scan_views", "auto")
+    views = params.get("scan_views", "auto") if name == "augmentation_params" else "auto"
     if views != "auto" and not (isinstance(views, (int, np.integer)) and not isinstance(views, bool) and views >= 0):
         raise ValueError(
             f"augmentation_params['scan_views'] must be 'auto' or a whole number of 0 or more; got {views!r}."
