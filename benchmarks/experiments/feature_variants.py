@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from sklearn.cluster import KMeans
 
+from sklearn_scan._augment import pick_views
 from sklearn_scan._backbones import ClusteringHeads
 from sklearn_scan._neighbors import mine_neighbors
 from sklearn_scan._scan import choose_heads, train_scan
@@ -54,12 +55,6 @@ if options["variants"]:
 n_clusters = len(np.unique(y_train))
 
 
-def pick_view(batch, generator):
-    """(B, 2, F) -> (B, F): one of the two views of every row, drawn at random."""
-    choice = torch.randint(0, batch.shape[1], (len(batch),), generator=generator)
-    return batch[torch.arange(len(batch)), choice]
-
-
 for name, (X, X_test) in variants.items():
     neighbors50 = mine_neighbors(X, 50, metric="cosine", random_state=0)
     same = y_train[neighbors50] == y_train[:, None]
@@ -75,7 +70,7 @@ for name, (X, X_test) in variants.items():
         heads = ClusteringHeads(X.shape[1], n_clusters, 50, 0)
         heads, _ = train_scan(heads, inputs, neighbors, entropy_weight=5.0, epochs=options["epochs"], batch_size=128,
                               device=torch.device("cpu"), generator=make_generator(seed), images=False,
-                              learning_rate=1e-2, augment=pick_view if name == "views" else None)
+                              learning_rate=1e-2, augment=pick_views if name == "views" else None)
         with torch.no_grad():
             logits = heads(torch.from_numpy(X)).numpy()
             _, kept, orders = choose_heads(logits, neighbors, 5.0, 10)

@@ -24,6 +24,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score
 
+from sklearn_scan._augment import pick_views
 from sklearn_scan._backbones import ClusteringHeads
 from sklearn_scan._neighbors import mine_neighbors
 from sklearn_scan._scan import scan_loss_of_predictions, train_scan
@@ -44,12 +45,6 @@ neighbors = mine_neighbors(train, options["k"], metric="cosine", random_state=0)
 views = torch.from_numpy(np.stack([np.load(f"{view}_train.npy").astype(np.float32) for view in view_stems], 1))
 
 
-def pick_view(batch, generator):
-    """(B, V, F) -> (B, F): one of the V views of every row, drawn at random."""
-    choice = torch.randint(0, batch.shape[1], (len(batch),), generator=generator)
-    return batch[torch.arange(len(batch)), choice]
-
-
 def match(labels, reference):
     """Order o with o[j] = the cluster of ``labels`` that agrees most with cluster j of ``reference``."""
     agreement = np.zeros((n_clusters, n_clusters))
@@ -63,7 +58,7 @@ def match(labels, reference):
 for seed in options["seeds"]:
     torch.manual_seed(seed)
     heads = ClusteringHeads(train.shape[1], n_clusters, 50, options["hidden"])
-    heads, _ = train_scan(heads, views, neighbors, augment=pick_view, entropy_weight=5.0, epochs=options["epochs"],
+    heads, _ = train_scan(heads, views, neighbors, augment=pick_views, entropy_weight=5.0, epochs=options["epochs"],
                           batch_size=options["batch"], device=torch.device("cpu"), generator=make_generator(seed), images=False,
                           learning_rate=options["lr"])
     heads.eval()
