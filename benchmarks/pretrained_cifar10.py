@@ -77,8 +77,8 @@ def main():
         f"`python benchmarks/pretrained_cifar10.py {meta['arguments']}` on {meta['date']} at commit {meta['commit']} "
         f"({meta['machine']}, {meta['cpus']} CPUs, torch {meta['torch']}). Fit on {args.train_size:,} training images "
         "per seed, test ACC on the whole test split; `SCANClusterer(10)` with its defaults (for colour images "
-        "the shipped efficientnet-lite0, frozen features, 50 linear heads trained on the features of each image and "
-        "of two weak views of it, mean of the 10 lowest-loss heads kept). The fit time includes embedding the "
+        "the shipped efficientnet-lite0, frozen features, 50 linear heads trained on the features of two weak views "
+        "of every image, neighbours mined on the images' own features, mean of the 10 lowest-loss heads kept). The fit time includes embedding the "
         "images and their views.",
         "",
         "| seed | k-means on the features | k-means on unit-length features | SCAN heads | purity@20 | fit (s) | "
