@@ -9,7 +9,10 @@ pooling: 0.4 M weights that see a 7x7 map of every image. Per seed of the heads:
 2. self-labeling of that head together with the head convolution (its batch norm in eval mode, so its
    statistics stay ImageNet's): pseudo-labels from the images' own maps (p > "threshold") in every batch,
    class-balanced cross-entropy on one view's maps, Adam ("lr_top" for the convolution, "lr_head"),
-   "epochs" epochs; with "top": false the head alone trains (self-labeling on fixed features).
+   "epochs" epochs; with "top": false the head alone trains (self-labeling on fixed features);
+3. with "scan": true instead, the clustering step itself with the head convolution trainable: 50 fresh
+   heads at lr 1e-2 and the convolution at "lr_top", SCAN loss on the views' maps, "epochs" epochs, the
+   mean of the 10 lowest-loss heads kept.
 Prints test ACC of the kept head and after each variant, with the confident share.
 """
 
@@ -23,7 +26,7 @@ import torch
 from torch import nn
 
 from sklearn_scan._augment import pick_views
-from sklearn_scan._backbones import ClusteringHeads
+from sklearn_scan._backbones import ClusteringHeads, ClusterModel
 from sklearn_scan._neighbors import mine_neighbors
 from sklearn_scan._scan import choose_heads, train_scan
 from sklearn_scan._selflabel import balanced_cross_entropy
@@ -60,6 +63,11 @@ class Top(nn.Module):
 
     def forward(self, maps):
         return self.norm(self.conv(maps.float())).mean((2, 3))
+
+    def train(self, mode=True):
+        super().train(mode)
+        self.norm.eval()  # ImageNet's statistics throughout
+        return self
 
 
 def apply(module, inputs, batch=500):
@@ -120,7 +128,18 @@ for seed in options["seeds"]:
         import time
 
         start = time.perf_counter()
-        shares = self_label(tuned_top, head, variant, make_generator(seed))
+        if variant.get("scan"):
+            torch.manual_seed(seed)
+            model = ClusterModel(tuned_top, ClusteringHeads(1280, 10, 50))
+            model, _ = train_scan(model, view_maps, neighbors, augment=pick_views, entropy_weight=5.0,
+                                  epochs=variant["epochs"], batch_size=128, device=torch.device("cpu"),
+                                  generator=make_generator(seed), images=False, learning_rate=1e-2,
+                                  encoder_learning_rate=variant["lr_top"])
+            model.eval()
+            _, kept, orders = choose_heads(apply(model, maps["train"]).numpy(), neighbors, 5.0, 10)
+            head, shares = model.head.mean_head(kept, orders), []
+        else:
+            shares = self_label(tuned_top, head, variant, make_generator(seed))
         model = nn.Sequential(tuned_top, head).eval()
         acc = clustering_accuracy_score(y_test, apply(model, maps["test"]).argmax(1).numpy())
         print(f"  {json.dumps(variant)}: test {acc:.3f} ({acc - base_acc:+.3f}), confident share "
