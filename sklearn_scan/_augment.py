@@ -24,7 +24,7 @@ class AugmentationPolicy:
     image, embedded once along with the image: the heads train on the
     features of one of its views, drawn at random each step, while the
     image's own features serve to mine neighbours and to predict ("auto":
-    see ``_pipeline.AUTO_SCAN_VIEWS``). With the whole network training,
+    see ``_pipeline.scan_views``). With the whole network training,
     fresh views every step.
     """
 

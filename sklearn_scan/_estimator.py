@@ -120,7 +120,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         epoch, heads 0.3 s, whole-network clustering step 9 s, self-labeling
         6 s; 32x32 colour images take about 10% longer on the CNN; colour
         images on the shipped backbone take about 3 minutes a pass to embed,
-        and a fit makes three (the images and two weak views: ``scan_views``).
+        and a fit makes three (the images and two weak views: ``scan_views``;
+        grayscale images one).
         On a GPU the paper's recipe is affordable: ``pretext_epochs=500,
         scan_epochs=100, selflabel_epochs=200, freeze_backbone=False``.
     confidence_threshold : float, default=0.99
@@ -160,11 +161,13 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         ``scan_views`` (default "auto"): with a frozen backbone, the weak
         views of every image embedded once with it, on which the heads train
         (the image's own features mine the neighbours and predict); each view
-        is one more pass of the backbone. "auto" is 2 for a backbone no
-        pretext trained (pretrained ones: on CIFAR-10 the kept head went from
-        0.51-0.58 to 0.64-0.65) and 0 for one SimCLR trained on the data
-        (Fashion-MNIST: 0.638 with none, 0.631 with 2; ``AUTO_SCAN_VIEWS``
-        in _pipeline.py). 0 trains the heads on the images' features alone.
+        is one more pass of the backbone. "auto" is 2 for colour images on a
+        backbone no pretext trained (pretrained ones: on CIFAR-10 the kept
+        head went from 0.51-0.58 to 0.64-0.65), 0 for grayscale images (on
+        the shipped backbone, Fashion-MNIST: 0.758 with 2, 0.763 without) and
+        for a backbone SimCLR trained on the data (Fashion-MNIST: 0.638 with
+        none, 0.631 with 2; ``AUTO_SCAN_VIEWS`` in _pipeline.py). 0 trains
+        the heads on the images' features alone.
     memory : str, joblib.Memory or None, default=None
         Where to cache the trained pretext encoder (a folder or a
         ``joblib.Memory``). Fits that differ only in later-stage parameters

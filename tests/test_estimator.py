@@ -136,14 +136,16 @@ class QuadrantMeans(nn.Module):
         return torch.cat([part.mean(dim=(2, 3)) for part in parts], dim=1)
 
 
-@pytest.mark.parametrize("pretext, augmentation, views", [
-    ("none", {}, 2),  # a fixed encoder: heads train on two weak views of every image
-    ("none", {"scan_views": 0}, 0),
-    ("none", {"augment_scan": False}, 0),
-    ("simclr", {"scan_views": 1}, 1),  # asked for on a SimCLR encoder
+@pytest.mark.parametrize("pretext, channels, augmentation, views", [
+    ("none", 3, {}, 2),  # a fixed encoder on colour images: heads train on two weak views of every image
+    ("none", None, {}, 0),  # grayscale images: none by default
+    ("none", None, {"scan_views": 2}, 2),
+    ("none", 3, {"scan_views": 0}, 0),
+    ("none", 3, {"augment_scan": False}, 0),
+    ("simclr", None, {"scan_views": 1}, 1),  # asked for on a SimCLR encoder
 ])
-def test_frozen_heads_train_on_weak_views_of_fixed_features(pretext, augmentation, views):
-    X, y = small_images()
+def test_frozen_heads_train_on_weak_views_of_fixed_features(pretext, channels, augmentation, views):
+    X, y = small_images(channels=channels)
     backbone = QuadrantMeans() if pretext == "none" else "auto"
     params = image_params(backbone=backbone, pretext=pretext, augmentation_params=augmentation, n_heads=10,
                           scan_epochs=100, selflabel_epochs=0)
@@ -152,7 +154,8 @@ def test_frozen_heads_train_on_weak_views_of_fixed_features(pretext, augmentatio
     assert neighbors[0]["views"] == views
     assert clustering_accuracy_score(y, model.labels_) > 0.9
     if pretext == "none":  # the images' own features, not a view's, are what transform gives
-        expected = QuadrantMeans()(torch.from_numpy(X[:4, None])).numpy()
+        images = X[:4, None] if channels is None else X[:4].transpose(0, 3, 1, 2)
+        expected = QuadrantMeans()(torch.from_numpy(np.ascontiguousarray(images))).numpy()
         np.testing.assert_allclose(model.transform(X[:4]), expected, rtol=1e-5, atol=1e-6)
 
 
