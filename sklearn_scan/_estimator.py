@@ -146,7 +146,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         trained on 2-D features is never frozen.
     pretext_params, scan_params, selflabel_params : dict, default=None
         Adam settings of each stage: ``learning_rate`` (defaults 1e-3; 1e-3
-        for SCAN, 1e-2 with a frozen backbone, and ``encoder_learning_rate``
+        for SCAN, 1e-2 with a frozen backbone, 1e-1 for heads on unit-length
+        rows of features (``backbone="normalized"``), and ``encoder_learning_rate``
         apart from the heads'; for self-labeling 1e-5, 1e-4 with a frozen
         backbone, where 1e-4 lost 8 points on Fashion-MNIST and 1e-5 gained
         0.6, from one fine-tuned model) and

@@ -76,6 +76,13 @@ MLP_SCAN_EPOCHS = 200
 #: with 2 views against 0.763/0.763/0.764 without, at a third of the time (benchmarks/experiments/README.md).
 AUTO_SCAN_VIEWS = 2
 
+#: Learning rate of the clustering step when ``scan_params`` sets none: heads on a frozen encoder, heads on
+#: unit-length rows of 2-D features ("normalized"; their inputs are about 30 times smaller than the shipped
+#: backbone's features, so at 1e-2 the heads barely moved in their 30 epochs: on CIFAR-10 EfficientNet-Lite0
+#: features test ACC 0.485/0.496/0.501 against 0.550/0.538/0.532 at 1e-1, k-means 0.451; 200 epochs at 1e-2
+#: gave 0.548 in 141 s against 25 s; benchmarks/experiments/README.md), and the whole network.
+HEADS_LEARNING_RATE, UNIT_ROWS_LEARNING_RATE, NETWORK_LEARNING_RATE = 1e-2, 1e-1, 1e-3
+
 #: ``selflabel_epochs="auto"``: none. Wherever measured, self-labeling moved ACC by under 0.01 with heads
 #: alone (Fashion-MNIST 0.649 -> 0.645, CIFAR-10 0.324 -> 0.322) and lost points when the whole network
 #: trained (Fashion-MNIST -2.8 to -7, CIFAR-10 -6; docs/ablation.md): its confident pseudo-labels
@@ -251,7 +258,8 @@ def _run_stages(source, config):
     clock.lap("embedding and neighbours")
 
     model, head_losses, interrupted = clustering_step(
-        encoder, source, features, neighbors, policy, freeze, config, history, views=views
+        encoder, source, features, neighbors, policy, freeze, config, history, views=views,
+        learning_rate=UNIT_ROWS_LEARNING_RATE if backbone_name == "normalized" else None,
     )
     clock.lap("clustering step")
     if config.selflabel_epochs > 0 and not interrupted:
@@ -341,13 +349,15 @@ def _pretrain_encoder(
     return encoder.cpu().eval(), backbone_name, history
 
 
-def clustering_step(encoder, source, features, neighbors, policy, freeze, config, history, views=None):
+def clustering_step(encoder, source, features, neighbors, policy, freeze, config, history, views=None,
+                    learning_rate=None):
     """Train ``config.n_heads`` heads with the SCAN loss and keep the mean of the ``AVERAGED_HEADS`` lowest-loss ones.
 
     features: (N, F) embedding of ``source``; neighbors: (N, k). With ``freeze``
     the heads train on ``features``, or on ``views`` (N, V, F) when given (one of
     each sample's V feature vectors drawn per step); otherwise with the encoder
-    on the images (weakly augmented when ``policy.augment_scan``). Returns
+    on the images (weakly augmented when ``policy.augment_scan``). learning_rate: the
+    default when ``config.scan_params`` sets none (None: by what trains). Returns
     ``(ClusterModel of the encoder and the kept head, head losses (n_heads,), interrupted)``.
     """
     device = config.device
@@ -371,7 +381,8 @@ def clustering_step(encoder, source, features, neighbors, policy, freeze, config
         trainable, train_inputs, neighbors, entropy_weight=config.entropy_weight, epochs=epochs, augment=augment,
         images=on_images, generator=make_generator(config.seeds.scan), history=history,
         batch_size=config.batch_size, device=device, verbose=config.verbose,
-        **{"learning_rate": 1e-2 if freeze else 1e-3, **config.scan_params},
+        **{"learning_rate": learning_rate or (HEADS_LEARNING_RATE if freeze else NETWORK_LEARNING_RATE),
+           **config.scan_params},
     )
     head_logits = predict_in_batches(trainable, inputs, device, config.batch_size, on_images)
     head_losses, kept, orders = choose_heads(head_logits, neighbors, config.entropy_weight, AVERAGED_HEADS)

@@ -8,7 +8,8 @@ memory, and a folder streamed through a fixed encoder. They run in float32
 Re-recorded when heads on a fixed image encoder began training on weak views of every image
 (``scan_views``, 2026-12-01): only ``folder_streamed`` (a fixed encoder) changed, and with
 ``augmentation_params={"scan_views": 0}`` every case gave the labels, predictions and head losses
-recorded before, so that change touched nothing else.
+recorded before, so that change touched nothing else. Re-recorded when heads on unit-length rows
+(``backbone="normalized"``) got their own learning rate, 1e-1 (2026-12-01): only ``features_normalized`` changed.
 
 Record on the commit to compare with (overwrites ``tests/data/reference_labels.npz``)::
 
