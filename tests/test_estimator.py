@@ -113,6 +113,27 @@ def test_outputs_on_features(blobs):
     assert np.isfinite(model.score(X))
 
 
+@pytest.mark.parametrize("n_features, params, expected", [
+    (128, {}, 1e-1),  # unit-length rows: their own rate
+    (128, {"scan_params": {"learning_rate": 3e-3}}, 3e-3),  # the user's rate wins
+    (16, {}, 1e-3),  # the MLP trains as a whole network
+])
+def test_clustering_step_learning_rate_by_route(monkeypatch, n_features, params, expected):
+    import sklearn_scan._pipeline as pipeline
+
+    rates = []
+    original = pipeline.train_scan
+
+    def recording_train_scan(*args, **kwargs):
+        rates.append(kwargs["learning_rate"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "train_scan", recording_train_scan)
+    X, _ = make_blobs(n_samples=60, n_features=n_features, centers=3, random_state=0)
+    SCANClusterer(**fast_params(scan_epochs=2, **params)).fit(X)
+    assert rates == [expected]
+
+
 def test_embedding_features_get_linear_heads_on_unit_rows(tmp_path):
     X, y = make_blobs(n_samples=120, n_features=128, centers=3, random_state=0)
     model = SCANClusterer(**fast_params(selflabel_epochs="auto")).fit(X)
