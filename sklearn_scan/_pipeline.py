@@ -257,9 +257,12 @@ def _run_stages(source, config):
     history.append({"stage": "neighbors", "n_neighbors": config.n_neighbors, "metric": metric, "views": n_views})
     clock.lap("embedding and neighbours")
 
+    if backbone_name == "normalized":
+        learning_rate = UNIT_ROWS_LEARNING_RATE
+    else:
+        learning_rate = HEADS_LEARNING_RATE if freeze else NETWORK_LEARNING_RATE
     model, head_losses, interrupted = clustering_step(
-        encoder, source, features, neighbors, policy, freeze, config, history, views=views,
-        learning_rate=UNIT_ROWS_LEARNING_RATE if backbone_name == "normalized" else None,
+        encoder, source, features, neighbors, policy, freeze, config, history, learning_rate, views=views
     )
     clock.lap("clustering step")
     if config.selflabel_epochs > 0 and not interrupted:
@@ -349,15 +352,15 @@ def _pretrain_encoder(
     return encoder.cpu().eval(), backbone_name, history
 
 
-def clustering_step(encoder, source, features, neighbors, policy, freeze, config, history, views=None,
-                    learning_rate=None):
+def clustering_step(encoder, source, features, neighbors, policy, freeze, config, history, learning_rate,
+                    views=None):
     """Train ``config.n_heads`` heads with the SCAN loss and keep the mean of the ``AVERAGED_HEADS`` lowest-loss ones.
 
     features: (N, F) embedding of ``source``; neighbors: (N, k). With ``freeze``
     the heads train on ``features``, or on ``views`` (N, V, F) when given (one of
     each sample's V feature vectors drawn per step); otherwise with the encoder
-    on the images (weakly augmented when ``policy.augment_scan``). learning_rate: the
-    default when ``config.scan_params`` sets none (None: by what trains). Returns
+    on the images (weakly augmented when ``policy.augment_scan``). learning_rate:
+    Adam's, unless ``config.scan_params`` sets one. Returns
     ``(ClusterModel of the encoder and the kept head, head losses (n_heads,), interrupted)``.
     """
     device = config.device
@@ -381,8 +384,7 @@ def clustering_step(encoder, source, features, neighbors, policy, freeze, config
         trainable, train_inputs, neighbors, entropy_weight=config.entropy_weight, epochs=epochs, augment=augment,
         images=on_images, generator=make_generator(config.seeds.scan), history=history,
         batch_size=config.batch_size, device=device, verbose=config.verbose,
-        **{"learning_rate": learning_rate or (HEADS_LEARNING_RATE if freeze else NETWORK_LEARNING_RATE),
-           **config.scan_params},
+        **{"learning_rate": learning_rate, **config.scan_params},
     )
     head_logits = predict_in_batches(trainable, inputs, device, config.batch_size, on_images)
     head_losses, kept, orders = choose_heads(head_logits, neighbors, config.entropy_weight, AVERAGED_HEADS)
