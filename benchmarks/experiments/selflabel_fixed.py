@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from _kept_head import kept_head
+
 from sklearn_scan._augment import pick_views
-from sklearn_scan._backbones import ClusteringHeads
 from sklearn_scan._neighbors import mine_neighbors
-from sklearn_scan._scan import choose_heads, train_scan
 from sklearn_scan._selflabel import balanced_cross_entropy
 from sklearn_scan._torch_utils import make_generator, shuffled_batches
 from sklearn_scan.metrics import clustering_accuracy_score
@@ -67,14 +67,7 @@ def self_label(head, pseudo_source, threshold, lr, epochs, seed):
 
 
 for seed in options["seeds"]:
-    torch.manual_seed(seed)
-    heads = ClusteringHeads(train.shape[1], n_clusters, 50)
-    heads, _ = train_scan(heads, views, neighbors, augment=pick_views, entropy_weight=5.0, epochs=30, batch_size=128,
-                          device=torch.device("cpu"), generator=make_generator(seed), images=False, learning_rate=1e-2)
-    with torch.no_grad():
-        logits = heads(train).numpy()
-    _, kept, orders = choose_heads(logits, neighbors, 5.0, 10)
-    base = heads.mean_head(kept, orders).eval()
+    base = kept_head(train, views, neighbors, n_clusters, seed)
     with torch.no_grad():
         probabilities = torch.softmax(base(train), 1)
         base_acc = clustering_accuracy_score(y_test, base(test).argmax(1).numpy())

@@ -25,6 +25,8 @@ import timm
 import torch
 from torch import nn
 
+from _kept_head import kept_head
+
 from sklearn_scan._augment import pick_views
 from sklearn_scan._backbones import ClusteringHeads, ClusterModel
 from sklearn_scan._neighbors import mine_neighbors
@@ -112,14 +114,7 @@ def self_label(top, head, variant, generator):
 
 
 for seed in options["seeds"]:
-    torch.manual_seed(seed)
-    heads = ClusteringHeads(1280, 10, 50)
-    heads, _ = train_scan(heads, views, neighbors, augment=pick_views, entropy_weight=5.0, epochs=30, batch_size=128,
-                          device=torch.device("cpu"), generator=make_generator(seed), images=False, learning_rate=1e-2)
-    with torch.no_grad():
-        logits = heads(train).numpy()
-    _, kept, orders = choose_heads(logits, neighbors, 5.0, 10)
-    base = heads.mean_head(kept, orders).eval()
+    base = kept_head(train, views, neighbors, 10, seed)
     with torch.no_grad():
         base_acc = clustering_accuracy_score(y_test, base(test).argmax(1).numpy())
     print(f"seed {seed}: kept head test {base_acc:.3f}", flush=True)
