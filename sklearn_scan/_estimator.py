@@ -111,8 +111,11 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         28x28 images in under 15 minutes on 2 CPU cores: the pretext sees
         ``PRETEXT_IMAGES`` (800,000) images, 80 epochs for 10,000 (10 to 200
         epochs); the clustering step sees ``SCAN_IMAGES`` (300,000) anchors,
-        30 epochs for 10,000 (10 to 200): seconds for heads alone, minutes when
-        the whole network trains (the MLP on 2-D features trains 200 epochs).
+        30 epochs for 10,000 (10 to 200): seconds for heads alone on a
+        pretrained backbone, minutes when the whole network trains. Heads on
+        an encoder the pretext trained see ``PRETEXT_ENCODER_SCAN_IMAGES``
+        (1,000,000), 100 epochs for 10,000, about 40 s (MNIST: 0.969 against
+        0.938 at 30 epochs); the MLP on 2-D features trains 200 epochs.
         Self-labeling under "auto" does not run: wherever measured it moved
         ACC by under 0.01 with heads alone and lost 3 to 7 points when the
         whole network trained (docs/ablation.md).
