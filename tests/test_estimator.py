@@ -134,6 +134,29 @@ def test_clustering_step_learning_rate_by_route(monkeypatch, n_features, params,
     assert rates == [expected]
 
 
+@pytest.mark.parametrize("pretext, expected", [
+    ("simclr", 100),  # heads on an encoder the pretext trained: PRETEXT_ENCODER_SCAN_IMAGES anchors
+    ("none", 30),  # heads on a fixed encoder: SCAN_IMAGES anchors
+])
+def test_auto_head_epochs_by_route(monkeypatch, pretext, expected):
+    import sklearn_scan._pipeline as pipeline
+
+    # 20 images: 2,000 anchors are 100 epochs, 600 are 30 (the real budgets are 1,000,000 and 300,000).
+    monkeypatch.setattr(pipeline, "PRETEXT_ENCODER_SCAN_IMAGES", 2_000)
+    monkeypatch.setattr(pipeline, "SCAN_IMAGES", 600)
+    epochs = []
+    original = pipeline.train_scan
+
+    def recording_train_scan(*args, **kwargs):
+        epochs.append(kwargs["epochs"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "train_scan", recording_train_scan)
+    images, _ = small_images(n=20)
+    SCANClusterer(**image_params(pretext=pretext, pretext_epochs=1, scan_epochs="auto", selflabel_epochs=0)).fit(images)
+    assert epochs == [expected]
+
+
 def test_embedding_features_get_linear_heads_on_unit_rows(tmp_path):
     X, y = make_blobs(n_samples=120, n_features=128, centers=3, random_state=0)
     model = SCANClusterer(**fast_params(selflabel_epochs="auto")).fit(X)
