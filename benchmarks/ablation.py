@@ -132,16 +132,17 @@ def markdown(results):
         "`--list` prints the rows).",
         "",
         "- frozen: heads alone on the fixed pretext embedding (the default; 200 epochs until 2026-12-01, 30 for "
-        "10,000 images since). At commit 782dc8d (only there) its heads trained on two weak views of every image, "
-        "embedded once, as frozen_2_views.",
+        "10,000 images from the fourth session, 100 since the seventh, 3eabb0d). At commit 782dc8d (only there) "
+        "its heads trained on two weak views of every image, embedded once, as frozen_2_views.",
         "- frozen_no_views / frozen_2_views / frozen_4_views: heads alone on the images' own features (the default "
         "for an encoder SimCLR trained) / on those of 2 or 4 weak views of each image (`scan_views`; 2 is the "
         "default for pretrained encoders). The rows at 782dc8d used a 40-epoch pretext (`--pretext-epochs 40`).",
-        "- frozen_30_epochs: heads alone, 30 epochs.",
+        "- frozen_30_epochs / frozen_100_epochs / frozen_200_epochs: heads alone, 30, 100 or 200 epochs.",
         "- unfrozen_clean / unfrozen_augmented: the whole network trains in the clustering step (30 epochs, "
         "lr 1e-3) on clean images / on SimCLR views of anchors and neighbours.",
         "- unfrozen_augmented_split_lr: as unfrozen_augmented, heads at lr 1e-2 and the encoder at 1e-4.",
-        "- defaults: `SCANClusterer(n_clusters=10, random_state=0)` as it is.",
+        "- defaults: `SCANClusterer(n_clusters=10, random_state=0)` as it is (at d4d7db7 its heads trained 30 "
+        "epochs; the MNIST rows at d4d7db7 chose 100 for heads on a SimCLR encoder).",
         "- after self-labeling: 10 epochs from the clustering step's model (`--selflabel-epochs`); rows at "
         "commits b97071c and 5befc76 self-labeled at lr 1e-4, later ones at 1e-5 when the network trains. "
         "9aaef08-dirty differs from 9aaef08 by a docstring; ddf4d0d-dirty had the library of ddf4d0d and the "
