@@ -1,7 +1,8 @@
 """Where the heads lose on a SimCLR embedding: every head's test ACC against its SCAN loss, by k and entropy weight.
 
-Usage: python benchmarks/experiments/simclr_heads.py DATASET [--configs k,weight,epochs ...]
-Uses the cached 100-epoch pretext of benchmarks/ablation.py (seed-0 sample, --cache). For each configuration
+Usage: python benchmarks/experiments/simclr_heads.py DATASET [--configs k,weight,epochs ...] [--pretext-epochs auto]
+Uses the cached 100-epoch pretext of benchmarks/ablation.py (seed-0 sample, --cache; --pretext-epochs auto: the
+defaults' pretext, as ablation.py --pretext-epochs auto caches it). For each configuration
 (default: the estimator's 20,5,30), 50 linear heads train on the encoder's fixed features as the estimator
 trains them (lr 1e-2, batch 128, one neighbour per step); prints the kept head's test ACC (mean of the 10
 lowest-loss heads), the lowest-loss head's, the median and best head's, and the Spearman correlation of
@@ -31,13 +32,17 @@ parser = argparse.ArgumentParser()
 parser.add_argument("dataset")
 parser.add_argument("--configs", nargs="+", default=["20,5,30"])
 parser.add_argument("--cache", default="/tmp/scan-ablation-cache")
+parser.add_argument("--pretext-epochs", default=None, help="as ablation.py's (e.g. auto: the defaults' pretext)")
 args = parser.parse_args()
+pretext = dict(PRETEXT[args.dataset])
+if args.pretext_epochs is not None:
+    pretext["pretext_epochs"] = args.pretext_epochs if args.pretext_epochs == "auto" else int(args.pretext_epochs)
 
 data = load(args.dataset, str(Path(__file__).resolve().parents[3] / "shared" / "data"))
 train = np.random.default_rng(0).choice(len(data.X_train), size=10_000, replace=False)
 X_train, y_train, X_test, y_test = data.X_train[train], data.y_train[train], data.X_test, data.y_test
 n_classes = len(data.classes)
-model = pretext_embedding(X_train, n_classes, 0, str(Path(args.cache) / f"{args.dataset}-0"), PRETEXT[args.dataset])
+model = pretext_embedding(X_train, n_classes, 0, str(Path(args.cache) / f"{args.dataset}-0"), pretext)
 train_features = torch.from_numpy(model.transform(X_train).astype(np.float32))
 test_features = torch.from_numpy(model.transform(X_test).astype(np.float32))
 
