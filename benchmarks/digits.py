@@ -86,7 +86,7 @@ def markdown(rows, meta):
     lines += [
         "",
         "Defaults of `SCANClusterer(n_clusters=10, random_state=seed)`, epochs sized to the 1,797 images: "
-        "SimCLR pretext 200 epochs at batch 128, 20 neighbours, 50 linear heads trained 167 epochs on the frozen "
+        "SimCLR pretext 200 epochs at batch 128, 20 neighbours, 50 linear heads trained 200 epochs on the frozen "
         "embedding, mean of the 10 lowest-loss heads kept; self-labeling is off under the defaults, so its row is the clustering "
         "step again (the same fit). The k-means row clusters the same pretext embedding; its time is the pretext's "
         "and the embedding's share of that fit plus k-means. "
