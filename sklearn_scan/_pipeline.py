@@ -361,8 +361,8 @@ def _pretrain_encoder(
     return encoder.cpu().eval(), backbone_name, history
 
 
-def clustering_step(encoder, source, features, neighbors, policy, freeze, config, history, learning_rate,
-                    anchors=SCAN_IMAGES, views=None):
+def clustering_step(encoder, source, features, neighbors, policy, freeze, config, history, learning_rate, anchors,
+                    views=None):
     """Train ``config.n_heads`` heads with the SCAN loss and keep the mean of the ``AVERAGED_HEADS`` lowest-loss ones.
 
     features: (N, F) embedding of ``source``; neighbors: (N, k). With ``freeze``
