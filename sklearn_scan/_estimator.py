@@ -121,8 +121,9 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         whole network trained (docs/ablation.md).
         Expected time per 10,000 images of 28x28 on 2 cores: pretext 7-9 s an
         epoch (a whole MNIST fit of 10,000 images took 9.7 minutes), heads
-        0.4 s, whole-network clustering step 9 s, self-labeling 6 s; 32x32 colour images take about 10% longer on the CNN; colour
-        images on the shipped backbone take about 3 minutes a pass to embed,
+        0.4 s, whole-network clustering step 9 s, self-labeling 6 s; 32x32
+        colour images take about 10% longer on the CNN; colour images on the
+        shipped backbone take about 3 minutes a pass to embed,
         and a fit makes three (the images and two weak views: ``scan_views``;
         grayscale images one).
         On a GPU the paper's recipe is affordable: ``pretext_epochs=500,

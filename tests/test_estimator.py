@@ -113,48 +113,46 @@ def test_outputs_on_features(blobs):
     assert np.isfinite(model.score(X))
 
 
+@pytest.fixture
+def train_scan_calls(monkeypatch):
+    """The keyword arguments of every ``train_scan`` call the pipeline makes, which still runs."""
+    import sklearn_scan._pipeline as pipeline
+
+    calls = []
+    original = pipeline.train_scan
+
+    def recording_train_scan(*args, **kwargs):
+        calls.append(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "train_scan", recording_train_scan)
+    return calls
+
+
 @pytest.mark.parametrize("n_features, params, expected", [
     (128, {}, 1e-1),  # unit-length rows: their own rate
     (128, {"scan_params": {"learning_rate": 3e-3}}, 3e-3),  # the user's rate wins
     (16, {}, 1e-3),  # the MLP trains as a whole network
 ])
-def test_clustering_step_learning_rate_by_route(monkeypatch, n_features, params, expected):
-    import sklearn_scan._pipeline as pipeline
-
-    rates = []
-    original = pipeline.train_scan
-
-    def recording_train_scan(*args, **kwargs):
-        rates.append(kwargs["learning_rate"])
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(pipeline, "train_scan", recording_train_scan)
+def test_clustering_step_learning_rate_by_route(train_scan_calls, n_features, params, expected):
     X, _ = make_blobs(n_samples=60, n_features=n_features, centers=3, random_state=0)
     SCANClusterer(**fast_params(scan_epochs=2, **params)).fit(X)
-    assert rates == [expected]
+    assert [call["learning_rate"] for call in train_scan_calls] == [expected]
 
 
 @pytest.mark.parametrize("pretext, expected", [
     ("simclr", 100),  # heads on an encoder the pretext trained: PRETEXT_ENCODER_SCAN_IMAGES anchors
     ("none", 30),  # heads on a fixed encoder: SCAN_IMAGES anchors
 ])
-def test_auto_head_epochs_by_route(monkeypatch, pretext, expected):
+def test_auto_head_epochs_by_route(monkeypatch, train_scan_calls, pretext, expected):
     import sklearn_scan._pipeline as pipeline
 
     # 20 images: 2,000 anchors are 100 epochs, 600 are 30 (the real budgets are 1,000,000 and 300,000).
     monkeypatch.setattr(pipeline, "PRETEXT_ENCODER_SCAN_IMAGES", 2_000)
     monkeypatch.setattr(pipeline, "SCAN_IMAGES", 600)
-    epochs = []
-    original = pipeline.train_scan
-
-    def recording_train_scan(*args, **kwargs):
-        epochs.append(kwargs["epochs"])
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(pipeline, "train_scan", recording_train_scan)
     images, _ = small_images(n=20)
     SCANClusterer(**image_params(pretext=pretext, pretext_epochs=1, scan_epochs="auto", selflabel_epochs=0)).fit(images)
-    assert epochs == [expected]
+    assert [call["epochs"] for call in train_scan_calls] == [expected]
 
 
 def test_embedding_features_get_linear_heads_on_unit_rows(tmp_path):
