@@ -478,9 +478,9 @@ def test_auto_epochs_follow_the_number_of_samples():
     from sklearn_scan._pipeline import PRETEXT_EPOCHS_RANGE, PRETEXT_IMAGES, auto_epochs
 
     assert auto_epochs(7, 10_000, PRETEXT_IMAGES, PRETEXT_EPOCHS_RANGE) == 7
-    assert auto_epochs("auto", 10_000, 800_000, (10, 200)) == 80
-    assert auto_epochs("auto", 60_000, 800_000, (10, 200)) == 13
-    assert auto_epochs("auto", 100, 800_000, (10, 200)) == 200
+    assert auto_epochs("auto", 10_000, PRETEXT_IMAGES, (10, 200)) == 100
+    assert auto_epochs("auto", 60_000, PRETEXT_IMAGES, (10, 200)) == 17
+    assert auto_epochs("auto", 100, PRETEXT_IMAGES, (10, 200)) == 200
     images, _ = small_images()
     model = SCANClusterer(**image_params(pretext_epochs="auto", scan_epochs="auto", selflabel_epochs=0,
                                          freeze_backbone=True)).fit(images[:20])
