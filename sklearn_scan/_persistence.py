@@ -16,7 +16,8 @@ import torch
 from ._backbones import ClusterHead, ClusterModel, _head_trunk, build_encoder
 
 FORMAT = "sklearn-scan-model"
-FORMAT_VERSION = 1
+#: 2: the CNN's pooled blocks pool right after the convolution, which renumbered its layers (2026-12-01).
+FORMAT_VERSION = 2
 
 _ARRAY_ATTRIBUTES = ("labels_", "confidence_", "neighbors_", "head_losses_")
 _PLAIN_ATTRIBUTES = ("backbone_name_", "input_shape_", "device_", "metric_", "best_head_", "history_", "n_features_in_",
@@ -98,10 +99,38 @@ def load_model(cls, path, backbone=None):
     trunk, trunk_features = _head_trunk(encoder.out_features, params.get("head_hidden_size") or 0)
     head = ClusterHead(trunk, torch.nn.Linear(trunk_features, params["n_clusters"]))
     model = ClusterModel(encoder, head)
-    model.load_state_dict(state["state_dict"])
+    weights = state["state_dict"]
+    if state["format_version"] < 2 and attributes["backbone_name_"] == "convnet":
+        weights = renumbered_by_position(weights, model.state_dict())
+    model.load_state_dict(weights)
     estimator.model_ = model.eval()
     for name, value in attributes.items():
         setattr(estimator, name, tuple(value) if name == "input_shape_" else value)
     for name, value in state["arrays"].items():
         setattr(estimator, name, value.numpy())
     return estimator
+
+
+def renumbered_by_position(weights, expected):
+    """``weights`` under the keys of ``expected``, matching the layers that hold tensors in order.
+
+    For a file of format 1 whose CNN put max-pooling after batch norm and ReLU:
+    the convolutions and batch norms are the same, in the same order, under other indices.
+    """
+    def layers(state):
+        grouped = {}
+        for key, value in state.items():
+            layer, name = key.rsplit(".", 1)
+            grouped.setdefault(layer, {})[name] = value
+        return list(grouped.items())
+
+    old, new = layers(weights), layers(expected)
+    same_shapes = len(old) == len(new) and all(
+        old_tensors.keys() == new_tensors.keys()
+        and all(old_tensors[name].shape == new_tensors[name].shape for name in old_tensors)
+        for (_, old_tensors), (_, new_tensors) in zip(old, new)
+    )
+    if not same_shapes:
+        raise ValueError("The saved network does not match this version's CNN; fit the model again.")
+    return {f"{new_layer}.{name}": value
+            for (_, old_tensors), (new_layer, _) in zip(old, new) for name, value in old_tensors.items()}

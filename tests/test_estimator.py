@@ -506,3 +506,35 @@ def test_memory_caches_the_pretext_for_later_stage_changes(tmp_path):
     np.testing.assert_array_equal(other.transform(images), first.transform(images))
     entries = list(tmp_path.rglob("output.pkl"))
     assert len(entries) == 1
+
+
+def test_load_a_file_saved_before_the_cnn_pooled_first(tmp_path):
+    from sklearn_scan._persistence import FORMAT_VERSION
+
+    images, _ = small_images()
+    model = SCANClusterer(**image_params()).fit(images)
+    path = tmp_path / "model.pt"
+    model.save(path)
+    state = torch.load(path, weights_only=True)
+    # Format 1 numbered the CNN's layers with max-pooling after batch norm and ReLU: rebuild those keys.
+    layers = list(model.model_.encoder.backbone)
+    old_order = []
+    for layer in layers:
+        if old_order and isinstance(old_order[-1], nn.MaxPool2d) and isinstance(layer, (nn.BatchNorm2d, nn.ReLU)):
+            old_order.insert(len(old_order) - 1, layer)
+        else:
+            old_order.append(layer)
+    assert [type(layer) for layer in old_order] != [type(layer) for layer in layers]
+    old_state = nn.Sequential(*old_order).state_dict()
+    renumbered = {}
+    for key, value in state["state_dict"].items():
+        if not key.startswith("encoder.backbone."):
+            renumbered[key] = value
+        elif not any(other.startswith("encoder.backbone.") for other in renumbered):
+            renumbered.update({f"encoder.backbone.{old_key}": old_value for old_key, old_value in old_state.items()})
+    state["state_dict"] = renumbered
+    state["format_version"] = 1
+    assert FORMAT_VERSION == 2
+    torch.save(state, path)
+    restored = SCANClusterer.load(path)
+    np.testing.assert_allclose(restored.predict_proba(images), model.predict_proba(images), rtol=1e-6)
