@@ -5,7 +5,7 @@ from sklearn_scan._backbones import Encoder, Standardize
 from sklearn_scan._augment import policy_for_images
 from sklearn_scan._pretext import train_pretext
 from sklearn_scan._neighbors import mine_neighbors
-from sklearn_scan._torch_utils import predict_in_batches, make_generator
+from sklearn_scan._torch_utils import predict_in_batches, make_generator, mixed_precision
 from sklearn_scan.metrics import clustering_accuracy_score
 import os
 # DATASET=fashion reads Fashion-MNIST from the Debian package instead of MNIST.
@@ -37,9 +37,11 @@ print(policy)
 torch.manual_seed(0); bb, F = B.convnet(1, 28, width=width)
 enc = Encoder(Standardize([float(X.float().mean() / 255)], [float(X.float().std() / 255)]), bb, F)
 t=time.time(); h=[]
-enc,_=train_pretext(enc, X, policy=policy, epochs=epochs, batch_size=int(os.environ.get('BATCH', 256)), device=torch.device('cpu'), generator=make_generator(0), temperature=temp, history=h)
+# PRECISION=auto: bfloat16 autocast where the CPU has it, as the estimator's default; float32 otherwise.
+with mixed_precision(os.environ.get('PRECISION', False) or False):
+    enc,_=train_pretext(enc, X, policy=policy, epochs=epochs, batch_size=int(os.environ.get('BATCH', 256)), device=torch.device('cpu'), generator=make_generator(0), temperature=temp, history=h)
+    f = predict_in_batches(enc, X, torch.device('cpu'), 512, True)
 print("pretext time %.0f"%(time.time()-t), "loss", h[-1]['loss'])
-f = predict_in_batches(enc, X, torch.device('cpu'), 512, True)
 nb = mine_neighbors(f, 20)
 print("purity20 %.3f"%(y[nb]==y[:,None]).mean(), "kmeans %.3f"%clustering_accuracy_score(y, KMeans(10,n_init=10,random_state=0).fit_predict(f/np.linalg.norm(f,axis=1,keepdims=True))))
 np.save(os.environ.get('FEATURES_OUT', '/tmp/mnist_f.npy'), f); np.save('/tmp/mnist_y.npy', y)
