@@ -119,8 +119,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         Self-labeling under "auto" does not run: wherever measured it moved
         ACC by under 0.01 with heads alone and lost 3 to 7 points when the
         whole network trained (docs/ablation.md).
-        Expected time per 10,000 images of 28x28 on 2 cores: pretext 7-9 s an
-        epoch (a whole MNIST fit of 10,000 images took 9.7 minutes), heads
+        Expected time per 10,000 images of 28x28 on 2 cores: pretext 6-7 s an
+        epoch (a whole MNIST fit of 10,000 images took 10-11 minutes), heads
         0.4 s, whole-network clustering step 9 s, self-labeling 6 s; 32x32
         colour images take about 10% longer on the CNN; colour images on the
         shipped backbone take about 3 minutes a pass to embed,

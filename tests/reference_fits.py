@@ -10,6 +10,9 @@ Re-recorded when heads on a fixed image encoder began training on weak views of 
 ``augmentation_params={"scan_views": 0}`` every case gave the labels, predictions and head losses
 recorded before, so that change touched nothing else. Re-recorded when heads on unit-length rows
 (``backbone="normalized"``) got their own learning rate, 1e-1 (2026-12-01): only ``features_normalized`` changed.
+Re-recorded when the CNN's pooled blocks began pooling before batch norm and ReLU (2026-12-01, eighth
+session): the four cases on the CNN changed (``digits_*``, ``folder_decoded``); the 2-D feature cases and
+``folder_streamed`` gave the figures recorded before.
 
 Record on the commit to compare with (overwrites ``tests/data/reference_labels.npz``)::
 

@@ -190,8 +190,9 @@ def test_fits_in_float32_and_bfloat16_agree():
     from .test_estimator import image_params, small_images
 
     images, y = small_images()
-    exact = SCANClusterer(**image_params(mixed_precision=False, scan_epochs=100)).fit(images)
-    fast = SCANClusterer(**image_params(mixed_precision=True, scan_epochs=100)).fit(images)
+    # 20 pretext epochs settle batch norm's running statistics (after 2, float32 reached 0.917 here).
+    exact = SCANClusterer(**image_params(mixed_precision=False, pretext_epochs=20, scan_epochs=100)).fit(images)
+    fast = SCANClusterer(**image_params(mixed_precision=True, pretext_epochs=20, scan_epochs=100)).fit(images)
     assert clustering_accuracy_score(y, exact.labels_) == clustering_accuracy_score(y, fast.labels_) == 1.0
     assert exact.history_ != fast.history_
 
