@@ -128,7 +128,8 @@ def markdown(results):
         "",
         "One change per row; 10,000 training images, the whole test split, one seed, one cached pretext per "
         "data set and seed (Fashion-MNIST 100 epochs, CIFAR-10 100; MNIST as the defaults choose, 80 epochs, at "
-        "102e988 and d4d7db7, and 100 at 3b03ad0). "
+        "102e988 and d4d7db7, 100 at 3b03ad0, and at 9a71857 100 with the CNN pooling before batch norm, as the "
+        "defaults choose since 51e36f2). "
         "Written by `python benchmarks/ablation.py` (commands and commits in ablation.json; "
         "`--list` prints the rows).",
         "",
