@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from sklearn.datasets import make_blobs
 
-from sklearn_scan._augment import policy_for_images, strong_views, weak_views
+from sklearn_scan._augment import policy_for_images, strong_views
 from sklearn_scan._backbones import ClusteringHeads, ClusterModel, Encoder, Standardize, convnet, mlp
 from sklearn_scan._neighbors import mine_neighbors
 from sklearn_scan._pretext import train_pretext
