@@ -59,10 +59,10 @@ def _parser():
                          help="train the whole network in the clustering and self-labeling stages, "
                               "not only the clustering heads")
     cluster.add_argument("--pretext-epochs", type=int, default=None,
-                         help="SimCLR epochs (default: auto, from the number of images: 80 for 10,000)")
+                         help="SimCLR epochs (default: auto, from the number of images: 100 for 10,000)")
     cluster.add_argument("--scan-epochs", type=int, default=None,
-                         help="clustering-step epochs (default: auto: 200 for heads alone; with --fine-tune "
-                              "from the number of images, 30 for 10,000)")
+                         help="clustering-step epochs (default: auto, from the number of images: for 10,000, 100 "
+                              "for heads on an encoder SimCLR trained, 30 on a pretrained backbone or with --fine-tune)")
     cluster.add_argument("--selflabel-epochs", type=int, default=None,
                          help="self-labeling epochs (default: auto, which is 0: it lost points or moved ACC by under "
                               "0.01 wherever measured; a frozen pretrained backbone then embeds the collection batch "

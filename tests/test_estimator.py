@@ -511,10 +511,11 @@ def test_memory_caches_the_pretext_for_later_stage_changes(tmp_path):
 def test_load_a_file_saved_before_the_cnn_pooled_first(tmp_path):
     images, _ = small_images()
     model = SCANClusterer(**image_params()).fit(images)
+    expected = model.predict_proba(images)
     path = tmp_path / "model.pt"
     model.save(path)
     state = torch.load(path, weights_only=True)
-    # Format 1 numbered the CNN's layers with max-pooling after batch norm and ReLU: rebuild those keys.
+    # Format 1 numbered the CNN's layers with max-pooling after batch norm and ReLU: the same layers in that order.
     layers = list(model.model_.encoder.backbone)
     old_order = []
     for layer in layers:
@@ -523,15 +524,8 @@ def test_load_a_file_saved_before_the_cnn_pooled_first(tmp_path):
         else:
             old_order.append(layer)
     assert [type(layer) for layer in old_order] != [type(layer) for layer in layers]
-    old_state = nn.Sequential(*old_order).state_dict()
-    renumbered = {}
-    for key, value in state["state_dict"].items():
-        if not key.startswith("encoder.backbone."):
-            renumbered[key] = value
-        elif not any(other.startswith("encoder.backbone.") for other in renumbered):
-            renumbered.update({f"encoder.backbone.{old_key}": old_value for old_key, old_value in old_state.items()})
-    state["state_dict"] = renumbered
-    state["format_version"] = 1
+    model.model_.encoder.backbone = nn.Sequential(*old_order)
+    state["state_dict"], state["format_version"] = model.model_.state_dict(), 1
     torch.save(state, path)
     restored = SCANClusterer.load(path)
-    np.testing.assert_allclose(restored.predict_proba(images), model.predict_proba(images), rtol=1e-6)
+    np.testing.assert_allclose(restored.predict_proba(images), expected, rtol=1e-6)

@@ -38,7 +38,7 @@ torch.manual_seed(0); bb, F = B.convnet(1, 28, width=width)
 enc = Encoder(Standardize([float(X.float().mean() / 255)], [float(X.float().std() / 255)]), bb, F)
 t=time.time(); h=[]
 # PRECISION=auto: bfloat16 autocast where the CPU has it, as the estimator's default; float32 otherwise.
-with mixed_precision(os.environ.get('PRECISION', False) or False):
+with mixed_precision(os.environ.get('PRECISION') or False):
     enc,_=train_pretext(enc, X, policy=policy, epochs=epochs, batch_size=int(os.environ.get('BATCH', 256)), device=torch.device('cpu'), generator=make_generator(0), temperature=temp, history=h)
     f = predict_in_batches(enc, X, torch.device('cpu'), 512, True)
 print("pretext time %.0f"%(time.time()-t), "loss", h[-1]['loss'])
