@@ -160,7 +160,10 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     augmentation_params : dict, default=None
         Changes to the augmentation policy chosen for the images (fields of
         ``AugmentationPolicy``: ``flip``, ``crop_scale``, ``rotation_degrees``,
-        ``brightness``, ``contrast``, ``cutout_fraction``, ``strong_ops``, ...).
+        ``brightness``, ``contrast``, ``gamma``, ``cutout_fraction``, ``strong_ops``,
+        ...). Grayscale images of 16 pixels or more get strong brightness and
+        contrast jitter (0.8) and a random gamma (2) so that the pretext
+        ignores how light an image is (measurements: ``policy_for_images``).
         Grayscale images get no flips by default, since a mirrored digit is
         another symbol; for clothing or photos ``{"flip": True}`` adds them.
         ``scan_views`` (default "auto"): with a frozen backbone, the weak

@@ -1,3 +1,6 @@
+import dataclasses
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -56,6 +59,34 @@ def test_policies_scale_with_the_images():
     assert digits.crop_scale[0] > mnist.crop_scale[0] > cifar.crop_scale[0]
     assert cifar.augment_scan and digits.augment_scan  # the whole network trains on views of every kind
     assert cifar.strong_ops > digits.strong_ops
+    assert (mnist.brightness, mnist.contrast, mnist.gamma) == (0.8, 0.8, 2.0)
+    assert (digits.brightness, digits.contrast, digits.gamma) == (0.4, 0.4, 1.0) and cifar.gamma == 1.0
+
+
+def test_weak_brightness_factor_stays_in_documented_range():
+    policy = dataclasses.replace(
+        policy_for_images(1, 28, 28), crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), rotation_degrees=0.0,
+        jitter_probability=1.0, contrast=0.0, gamma=1.0,
+    )
+    views = weak_views(torch.full((2000, 1, 28, 28), 0.5), policy, make_generator(0))
+    factors = views.mean(dim=(1, 2, 3)) / 0.5
+    # Grayscale images of 16 pixels or more: brightness factors 0.2-1.8, spread over the whole range.
+    assert factors.min() >= 0.2 - 1e-4 and factors.max() <= 1.8 + 1e-4
+    assert factors.min() < 0.25 and factors.max() > 1.75
+
+
+def test_weak_gamma_stays_in_documented_range():
+    policy = dataclasses.replace(
+        policy_for_images(1, 28, 28), crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), rotation_degrees=0.0,
+        jitter_probability=0.0,
+    )
+    images = torch.cat([torch.zeros(2000, 1, 28, 14), torch.full((2000, 1, 28, 14), 0.25)], dim=3)
+    views = weak_views(images, policy, make_generator(0))
+    assert torch.all(views[..., :14] == 0)  # black stays black
+    powers = torch.log(views[..., 14:].mean(dim=(1, 2, 3))) / math.log(0.25)
+    # Grayscale images of 16 pixels or more: a power in [1/2, 2] for every view, log-uniform.
+    assert powers.min() >= 0.5 - 1e-4 and powers.max() <= 2.0 + 1e-4
+    assert powers.min() < 0.52 and powers.max() > 1.95 and abs(torch.log(powers).mean()) < 0.05
 
 
 def test_cutout_blanks_a_square():

@@ -31,6 +31,10 @@ import dataclasses
 policy = policy_for_images(1, 28, 28)
 if os.environ.get('CROP_MIN'):
     policy = dataclasses.replace(policy, crop_scale=(float(os.environ['CROP_MIN']), 1.0))
+# e.g. BRIGHTNESS=0.4 CONTRAST=0.4 GAMMA=1: the grayscale jitter before the ninth session (now 0.8, 0.8, 2)
+for field in ('BRIGHTNESS', 'CONTRAST', 'JITTER_PROBABILITY', 'GAMMA'):
+    if os.environ.get(field):
+        policy = dataclasses.replace(policy, **{field.lower(): float(os.environ[field])})
 if os.environ.get('FLIP'):
     policy = dataclasses.replace(policy, flip=True)
 print(policy)
