@@ -60,9 +60,10 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         of about 9 minutes, against 0.356 in 23 minutes for SimCLR from
         scratch and 0.47-0.49 for k-means on the same features
         (docs/benchmarks-analysis.md). Grayscale images train from scratch:
-        on MNIST the shipped features give 0.84 against 0.97 from scratch, but
-        on Fashion-MNIST 0.76 against 0.65, so for grayscale pictures of
-        objects (clothing, products) pass ``backbone="efficientnet-lite0"``.
+        on MNIST the shipped features give 0.84 against 0.97 from scratch,
+        on Fashion-MNIST 0.76 against 0.73, so for grayscale pictures of
+        objects (clothing, products) ``backbone="efficientnet-lite0"`` may
+        gain a few points.
         Otherwise, for features, "normalized"
         (linear heads on unit-length rows) from 128 columns and the MLP below
         (measured: ``NORMALIZED_MIN_FEATURES`` in _backbones.py), and for
