@@ -120,9 +120,9 @@ def check_stage_params(name, params):
             f"augmentation_params['scan_views'] must be 'auto' or a whole number of 0 or more; got {views!r}."
         )
     gamma = params.get("gamma", 1.0) if name == "augmentation_params" else 1.0
-    if not (isinstance(gamma, (int, float, np.number)) and not isinstance(gamma, bool) and gamma >= 1):
+    if not (isinstance(gamma, (int, float, np.number)) and not isinstance(gamma, bool) and 1 <= gamma < np.inf):
         raise ValueError(
-            f"augmentation_params['gamma'] must be a number of 1 or more (1: no gamma; g: powers in [1/g, g]); "
+            f"augmentation_params['gamma'] must be a finite number of 1 or more (1: no gamma; g: powers in [1/g, g]); "
             f"got {gamma!r}."
         )
     return dict(params)
