@@ -328,12 +328,14 @@ def train_encoder(source, config):
                 weights=config.backbone_weights,
             )
         return encoder.cpu().eval(), backbone_name, []
+    policy = policy_for_images(*source.input_shape, **config.augmentation_params)
     pretrain = check_memory(config.memory).cache(_pretrain_encoder, ignore=["verbose"])
     pretrained = pretrain.call_and_shelve(
         source.inputs.numpy(), config.backbone, config.backbone_weights, epochs, config.batch_size,
         config.pretext_params,
-        # Only what the pretext's views use, so that a change to the later stages' augmentation reuses the cache.
-        {key: value for key, value in config.augmentation_params.items() if key in WEAK_VIEW_FIELDS},
+        # Every field the pretext's views use, defaults included (so that a change of default retrains), and
+        # only those, so that a change to the later stages' augmentation reuses the cache.
+        {field: getattr(policy, field) for field in WEAK_VIEW_FIELDS},
         config.device, config.mixed_precision, config.seeds.pretext, config.verbose,
     )
     encoder, backbone_name, history = pretrained.get()

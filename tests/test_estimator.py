@@ -13,7 +13,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from torch import nn
 
-from sklearn_scan import SCANClusterer
+from sklearn_scan import SCANClusterer, _pipeline
 from sklearn_scan.metrics import SCORERS, accuracy_scorer, clustering_accuracy_score
 
 from .conftest import fast_params
@@ -508,6 +508,19 @@ def test_memory_caches_the_pretext_for_later_stage_changes(tmp_path):
     np.testing.assert_array_equal(other.transform(images), first.transform(images))
     entries = list(tmp_path.rglob("output.pkl"))
     assert len(entries) == 1
+
+
+def test_memory_retrains_when_a_default_of_the_views_changes(tmp_path, monkeypatch):
+    images, _ = small_images()
+    SCANClusterer(**image_params(memory=str(tmp_path))).fit(images)
+    original = _pipeline.policy_for_images
+
+    def dimmer_by_default(*shape, **changes):
+        return original(*shape, **{"brightness": 0.1, **changes})
+
+    monkeypatch.setattr(_pipeline, "policy_for_images", dimmer_by_default)
+    SCANClusterer(**image_params(memory=str(tmp_path))).fit(images)
+    assert len(list(tmp_path.rglob("output.pkl"))) == 2
 
 
 def test_load_a_file_saved_before_the_cnn_pooled_first(tmp_path):
