@@ -114,18 +114,21 @@ def check_stage_params(name, params):
     unknown = set(params) - set(STAGE_PARAMS[name])
     if unknown:
         raise ValueError(f"{name} got unknown keys {sorted(unknown)}; valid keys are {list(STAGE_PARAMS[name])}.")
-    views = params.get("scan_views", "auto") if name == "augmentation_params" else "auto"
+    if name == "augmentation_params":
+        _check_augmentation_values(params.get("scan_views", "auto"), params.get("gamma", 1.0))
+    return dict(params)
+
+
+def _check_augmentation_values(views, gamma):
     if views != "auto" and not (isinstance(views, (int, np.integer)) and not isinstance(views, bool) and views >= 0):
         raise ValueError(
             f"augmentation_params['scan_views'] must be 'auto' or a whole number of 0 or more; got {views!r}."
         )
-    gamma = params.get("gamma", 1.0) if name == "augmentation_params" else 1.0
     if not (isinstance(gamma, (int, float, np.number)) and not isinstance(gamma, bool) and 1 <= gamma < np.inf):
         raise ValueError(
             f"augmentation_params['gamma'] must be a finite number of 1 or more (1: no gamma; g: powers in [1/g, g]); "
             f"got {gamma!r}."
         )
-    return dict(params)
 
 
 def auto_epochs(epochs, n_samples, images_seen, epochs_range):
@@ -249,12 +252,12 @@ def _run_stages(source, config):
     if not config.embeds_once:
         source = source.in_memory()
     check_sample_count(source.n_samples, config.n_clusters, config.n_neighbors)
-    encoder, backbone_name, history = train_encoder(source, config)
+    policy = policy_for_images(*source.input_shape, **config.augmentation_params) if source.images else None
+    encoder, backbone_name, history = train_encoder(source, config, policy)
     clock.lap("pretext")
 
     # The MLP on user-given features is the model itself: it always trains; "normalized" has nothing to train.
     freeze = (config.freeze_backbone and source.images) or backbone_name == "normalized"
-    policy = policy_for_images(*source.input_shape, **config.augmentation_params) if source.images else None
     pretext_trained = any(entry["stage"] == "pretext" for entry in history)
     n_views = scan_views(policy, pretext_trained, source.input_shape[0]) if freeze and source.images else 0
 
@@ -310,8 +313,10 @@ def scan_views(policy, pretext_trained, n_channels):
     return int(policy.scan_views)
 
 
-def train_encoder(source, config):
+def train_encoder(source, config, policy):
     """The pretext stage: ``(encoder on the CPU in eval mode, backbone name, history)`` for ``source``.
+
+    ``policy``: the augmentation policy of the images (None for features); its weak-view fields shape the views.
 
     A SimCLR pretext is cached in ``config.memory``; an encoder that learns
     nothing from the data (``pretext="none"``, or no epochs) is only built.
@@ -328,7 +333,6 @@ def train_encoder(source, config):
                 weights=config.backbone_weights,
             )
         return encoder.cpu().eval(), backbone_name, []
-    policy = policy_for_images(*source.input_shape, **config.augmentation_params)
     pretrain = check_memory(config.memory).cache(_pretrain_encoder, ignore=["verbose"])
     pretrained = pretrain.call_and_shelve(
         source.inputs.numpy(), config.backbone, config.backbone_weights, epochs, config.batch_size,

@@ -46,11 +46,9 @@ for m in encoder.modules():
         m.reset_running_stats(); m.momentum = None
 encoder.train()
 with torch.no_grad(), mixed_precision("auto"):
-    t = inputs
-    for i in range(0, len(t), 500):
-        encoder(t[i:i+500].float() / 255)
+    for i in range(0, len(inputs), 500):
+        encoder(inputs[i:i+500].float() / 255)
 f1 = evaluate("running stats re-estimated on clean images")
 Path("/tmp/s9").mkdir(exist_ok=True)
-np.save(f"/tmp/s9/{dataset}_f0.npy", f0); Path("/tmp/s9").mkdir(exist_ok=True)
-np.save(f"/tmp/s9/{dataset}_f1.npy", f1); Path("/tmp/s9").mkdir(exist_ok=True)
-np.save(f"/tmp/s9/{dataset}_y.npy", y)
+for name, values in (("f0", f0), ("f1", f1), ("y", y)):
+    np.save(f"/tmp/s9/{dataset}_{name}.npy", values)
