@@ -157,7 +157,9 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         backbone, where 1e-4 lost 8 points on Fashion-MNIST and 1e-5 gained
         0.6, from one fine-tuned model) and
         ``weight_decay``; for the pretext also ``temperature`` (0.5) and
-        ``projection_dim`` (128).
+        ``projection_dim`` (128); for self-labeling also ``ema_decay``
+        (default None): pseudo-labels from, and a result that is, a moving
+        average of the weights, as the paper's ImageNet recipe (0.999).
     augmentation_params : dict, default=None
         Changes to the augmentation policy chosen for the images (fields of
         ``AugmentationPolicy``: ``flip``, ``crop_scale``, ``rotation_degrees``,

@@ -41,7 +41,7 @@ STAGE_PARAMS = {
     "augmentation_params": tuple(field.name for field in dataclasses.fields(AugmentationPolicy)),
     "pretext_params": ("temperature", "learning_rate", "weight_decay", "projection_dim"),
     "scan_params": ("learning_rate", "weight_decay", "encoder_learning_rate"),
-    "selflabel_params": ("learning_rate", "weight_decay"),
+    "selflabel_params": ("learning_rate", "weight_decay", "ema_decay"),
 }
 
 #: ``pretext_epochs="auto"``: as many epochs as show SimCLR this many images (two views each), 10 to 200.

@@ -4,6 +4,7 @@ import copy
 
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ._torch_utils import (
     autocast,
@@ -48,6 +49,7 @@ def train_selflabel(
     images=True,
     learning_rate=1e-4,
     weight_decay=1e-4,
+    ema_decay=None,
     verbose=0,
     history=None,
 ):
@@ -62,6 +64,9 @@ def train_selflabel(
     When an epoch's confident share falls below ``COLLAPSE_FRACTION`` of the
     share before training, the weights of the last good epoch come back and
     the stage stops (``"stopped": True`` in its history entry).
+    With ``ema_decay`` (the paper's ImageNet recipe: 0.999), an exponential moving
+    average of the weights (batch-norm statistics included) chooses the
+    pseudo-labels and becomes the returned model.
     Returns ``(model, interrupted)``; the model is on ``device``.
     """
     history = [] if history is None else history
@@ -69,7 +74,11 @@ def train_selflabel(
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=learning_rate, weight_decay=weight_decay)
     scheduler = cosine_schedule(optimizer, epochs)
-    good_state = copy.deepcopy(model.state_dict())
+    teacher = None
+    if ema_decay:
+        teacher = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+    labeler = model if teacher is None else teacher.module
+    good_state = copy.deepcopy(labeler.state_dict())
     with autocast(device):
         logits = torch.from_numpy(predict_in_batches(model, inputs, device, batch_size, images))
     first_share = float((torch.softmax(logits, dim=1).max(dim=1).values > confidence_threshold).float().mean())
@@ -80,9 +89,9 @@ def train_selflabel(
         steps = 0
         for indices in shuffled_batches(len(inputs), batch_size, generator):
             batch = to_device(inputs[indices], device, images)
-            model.eval()
+            labeler.eval()
             with torch.no_grad(), autocast(device):
-                probabilities = torch.softmax(model(batch).float(), dim=1)
+                probabilities = torch.softmax(labeler(batch).float(), dim=1)
             top_probability, pseudo_labels = probabilities.max(dim=1)
             mask = top_probability > confidence_threshold
             n_confident = int(mask.sum())
@@ -99,6 +108,8 @@ def train_selflabel(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if teacher is not None:
+                teacher.update_parameters(model)
             loss_sum += loss.detach()
             steps += 1
         # Stepped per epoch, since a batch without confident samples takes no step.
@@ -107,11 +118,13 @@ def train_selflabel(
         share = confident / max(seen, 1)
         figures = {"loss": (loss_sum / max(steps, 1)).item(), "confident_share": share}
         if share < COLLAPSE_FRACTION * first_share:
-            model.load_state_dict(good_state)
+            labeler.load_state_dict(good_state)
             return {**figures, "stopped": True}
-        good_state = copy.deepcopy(model.state_dict())
+        good_state = copy.deepcopy(labeler.state_dict())
         return figures
 
     interrupted = run_epochs("selflabel", epochs, train_one_epoch, verbose, history)
+    if teacher is not None:
+        model.load_state_dict(teacher.module.state_dict())
     model.eval()
     return model, interrupted

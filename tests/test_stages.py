@@ -1,5 +1,7 @@
 """Each stage's central function on small data, without the estimator."""
 
+import copy
+
 import numpy as np
 import torch
 from sklearn.datasets import make_blobs
@@ -153,6 +155,22 @@ def test_selflabel_keeps_batch_norm_statistics_of_the_clean_data():
     # The whole batch goes through batch norm, so its running statistics stay those of the clean data.
     assert abs(norm.running_mean.item() - X.mean().item()) < 0.5
     assert abs(norm.running_var.item() / X.var().item() - 1) < 0.1
+
+
+def test_selflabel_with_ema_decay_returns_the_moving_average_of_the_weights():
+    X, _ = two_groups()
+    start = skewed_model(X)
+    plain, averaged = copy.deepcopy(start), copy.deepcopy(start)
+    common = dict(n_clusters=2, confidence_threshold=0.99, epochs=2, batch_size=32, device=CPU, images=False,
+                  learning_rate=0.05)
+    train_selflabel(plain, X, generator=make_generator(0), **common)
+    train_selflabel(averaged, X, generator=make_generator(0), ema_decay=0.9, **common)
+
+    def moved(model):
+        return float((model[1].weight - start[1].weight).abs().sum())
+
+    # The average trails the weights it averages: it moved, but less than the weights trained alone.
+    assert 0 < moved(averaged) < moved(plain)
 
 
 def test_selflabel_rolls_back_when_the_confident_share_collapses():

@@ -1,6 +1,14 @@
 """Self-labeling variants from one clustering-step model (why does self-labeling lose points?).
 
     python benchmarks/experiments/selflabel_variants.py fashion_mnist '{"freeze_backbone": false, "scan_epochs": 30}'
+    python benchmarks/experiments/selflabel_variants.py fashion_mnist '{}' strong_lr1e-5_t0.9_e20,head_strong
+
+A variant is an augmentation (strong, weak or clean) with optional parts: ``_lrX`` (Adam's rate,
+default 1e-4), ``_tP`` (confidence threshold, default 0.99), ``_eN`` (epochs, default 10), ``_emaD``
+(pseudo-labels from, and the result, an exponential moving average of the weights, decay D), ``_plain``
+(cross-entropy without class weights); a
+``head_`` prefix keeps the encoder frozen (what ``freeze_backbone=True`` self-labels), otherwise
+the whole network trains.
 
 Fits SCANClusterer without self-labeling on the ablation's 10,000-image sample (pretext from the
 ablation's cache), then runs ``train_selflabel`` from a copy of that model in several variants and
@@ -20,11 +28,17 @@ from ablation import PRETEXT  # noqa: E402
 from real_images import load  # noqa: E402
 
 from sklearn_scan import SCANClusterer  # noqa: E402
+from sklearn_scan._backbones import ClusterModel, Frozen  # noqa: E402
 from sklearn_scan._augment import policy_for_images, strong_views, weak_views  # noqa: E402
 from sklearn_scan._inputs import to_model_inputs  # noqa: E402
-from sklearn_scan._selflabel import train_selflabel  # noqa: E402
+import sklearn_scan._selflabel as selflabel_module  # noqa: E402
+from sklearn_scan._selflabel import balanced_cross_entropy, train_selflabel  # noqa: E402
 from sklearn_scan._torch_utils import make_generator, mixed_precision, predict_in_batches  # noqa: E402
 from sklearn_scan.metrics import clustering_accuracy_score  # noqa: E402
+
+
+def plain_cross_entropy(logits, pseudo_labels, n_clusters):
+    return torch.nn.functional.cross_entropy(logits.float(), pseudo_labels)
 
 
 def main():
@@ -41,6 +55,12 @@ def main():
     inputs, _ = to_model_inputs(X_train)
     test_inputs, _ = to_model_inputs(data.X_test)
     policy = policy_for_images(*inputs.shape[1:])
+    train_labels = model.labels_
+    confident = model.confidence_ > 0.99
+    print("clusters (rows) by class (columns), all training images / confident ones:")
+    for cluster in range(10):
+        print(f"  {cluster}: {np.bincount(y_train[train_labels == cluster], minlength=10)}  "
+              f"{np.bincount(y_train[(train_labels == cluster) & confident], minlength=10)}")
     cpu = torch.device("cpu")
     augmentations = {
         "strong": lambda batch, generator: strong_views(batch, policy, generator),
@@ -48,19 +68,33 @@ def main():
         "clean": None,
     }
     for variant in variants:
-        augmentation, learning_rate = variant.split("_lr") if "_lr" in variant else (variant, "1e-4")
+        parts = variant.split("_")
+        head_only = parts[0] == "head"
+        parts = parts[1:] if head_only else parts
+        augmentation, options = parts[0], {"lr": "1e-4", "t": "0.99", "e": "10"}
+        for part in parts[1:]:
+            key = next(key for key in ("lr", "ema", "plain", "t", "e") if part.startswith(key))
+            options[key] = part[len(key):]
+        threshold = float(options["t"])
+        selflabel_module.balanced_cross_entropy = (
+            plain_cross_entropy if "plain" in options else balanced_cross_entropy)
         network = copy.deepcopy(model.model_)
+        trained = ClusterModel(Frozen(network.encoder), network.head) if head_only else network
         history = []
         with mixed_precision("auto"):
             logits = predict_in_batches(network, inputs, cpu, 512, True)
             probability = torch.softmax(torch.from_numpy(logits).float(), 1).max(1).values.numpy()
-            confident = probability > 0.99
+            confident = probability > threshold
             before = clustering_accuracy_score(y_train[confident], logits.argmax(1)[confident])
-            train_selflabel(network, inputs, n_clusters=10, confidence_threshold=0.99, epochs=10, batch_size=128,
-                            device=cpu, generator=make_generator(0), strong_augment=augmentations[augmentation],
-                            learning_rate=float(learning_rate), history=history)
+            train_selflabel(trained, inputs, n_clusters=10, confidence_threshold=threshold,
+                            epochs=int(options["e"]), batch_size=128, device=cpu, generator=make_generator(0),
+                            strong_augment=augmentations[augmentation], learning_rate=float(options["lr"]),
+                            history=history, ema_decay=float(options["ema"]) if "ema" in options else None)
             test_logits = predict_in_batches(network, test_inputs, cpu, 512, True)
-        print(f"{variant:<16} test ACC {clustering_accuracy_score(data.y_test, test_logits.argmax(1)):.3f}  "
+            train_logits = predict_in_batches(network, inputs, cpu, 512, True)
+        print(f"{variant:<24} test ACC {clustering_accuracy_score(data.y_test, test_logits.argmax(1)):.3f}  "
+              f"train ACC {clustering_accuracy_score(y_train, logits.argmax(1)):.3f} -> "
+              f"{clustering_accuracy_score(y_train, train_logits.argmax(1)):.3f}  "
               f"confident share {confident.mean():.3f} (their ACC {before:.3f})  shares "
               f"{[round(h['confident_share'], 3) for h in history]}", flush=True)
 
