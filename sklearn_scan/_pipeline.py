@@ -96,7 +96,10 @@ HEADS_LEARNING_RATE, UNIT_ROWS_LEARNING_RATE, NETWORK_LEARNING_RATE = 1e-2, 1e-1
 #: ``selflabel_epochs="auto"``: none. Wherever measured, self-labeling moved ACC by under 0.01 with heads
 #: alone (Fashion-MNIST 0.649 -> 0.645, CIFAR-10 0.324 -> 0.322) and lost points when the whole network
 #: trained (Fashion-MNIST -2.8 to -7, CIFAR-10 -6; docs/ablation.md): its confident pseudo-labels
-#: (p > 0.99) were only 83% right on Fashion-MNIST. A number of epochs runs it.
+#: (p > 0.99) were only 83% right on Fashion-MNIST. On the stronger grayscale embedding of fc36def (clustering
+#: step 0.728, 57% confident, 87% of those right) ten variants lost up to 10.6 points or held (+0.1 with a
+#: moving average of the weights at 0.999; benchmarks/experiments/README.md, tenth session). A number of
+#: epochs runs it.
 AUTO_SELFLABEL_EPOCHS = 0
 
 #: The kept head is the mean of this many lowest-loss heads (clusters matched), not the lowest-loss head
