@@ -45,6 +45,10 @@ ROWS = {
     # Heads alone for 100 or 200 epochs (the default before scan_epochs="auto"; MNIST seed 0 lost 3 points at 30).
     "frozen_100_epochs": dict(freeze_backbone=True, scan_epochs=100),
     "frozen_200_epochs": dict(freeze_backbone=True, scan_epochs=200),
+    # Heads alone with fewer or more mined neighbours than the paper's 20 (purer at 5 and 10, more of them at 50).
+    "neighbors_5": dict(freeze_backbone=True, n_neighbors=5),
+    "neighbors_10": dict(freeze_backbone=True, n_neighbors=10),
+    "neighbors_50": dict(freeze_backbone=True, n_neighbors=50),
     # The whole network trains in the clustering step: 30 epochs (a tenth of a CPU budget's time each).
     "unfrozen_clean": dict(freeze_backbone=False, scan_epochs=30, augmentation_params={"augment_scan": False}),
     "unfrozen_augmented": dict(freeze_backbone=False, scan_epochs=30, augmentation_params={"augment_scan": True}),
@@ -140,6 +144,7 @@ def markdown(results):
         "for an encoder SimCLR trained) / on those of 2 or 4 weak views of each image (`scan_views`; 2 is the "
         "default for pretrained encoders). The rows at 782dc8d used a 40-epoch pretext (`--pretext-epochs 40`).",
         "- frozen_30_epochs / frozen_100_epochs / frozen_200_epochs: heads alone, 30, 100 or 200 epochs.",
+        "- neighbors_5 / neighbors_10 / neighbors_50: heads alone with 5, 10 or 50 mined neighbours (default 20).",
         "- unfrozen_clean / unfrozen_augmented: the whole network trains in the clustering step (30 epochs, "
         "lr 1e-3) on clean images / on SimCLR views of anchors and neighbours.",
         "- unfrozen_augmented_split_lr: as unfrozen_augmented, heads at lr 1e-2 and the encoder at 1e-4.",
