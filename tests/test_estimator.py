@@ -427,6 +427,7 @@ def test_custom_backbone_callable_and_errors():
         (np.zeros((10, 8, 8)), {"augmentation_params": {"mirror": True}}, "unknown keys.*flip"),
         (np.zeros((10, 8, 8)), {"augmentation_params": {"gamma": 0.5}}, r"gamma'\] must be a finite number"),
         (np.zeros((10, 8, 8)), {"augmentation_params": {"gamma": float("inf")}}, r"gamma'\] must be a finite number"),
+        (np.zeros((10, 2)), {"selflabel_params": {"ema_decay": 1.0}}, r"ema_decay'\] must be None or a number"),
         (np.zeros((10, 2)), {"device": "cuda:7" if not torch.cuda.is_available() else "tpu"}, "device"),
     ],
 )

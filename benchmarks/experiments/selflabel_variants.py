@@ -6,9 +6,8 @@
 A variant is an augmentation (strong, weak or clean) with optional parts: ``_lrX`` (Adam's rate,
 default 1e-4), ``_tP`` (confidence threshold, default 0.99), ``_eN`` (epochs, default 10), ``_emaD``
 (pseudo-labels from, and the result, an exponential moving average of the weights, decay D), ``_plain``
-(cross-entropy without class weights); a
-``head_`` prefix keeps the encoder frozen (what ``freeze_backbone=True`` self-labels), otherwise
-the whole network trains.
+(cross-entropy without class weights); a ``head_`` prefix keeps the encoder frozen (what
+``freeze_backbone=True`` self-labels), otherwise the whole network trains.
 
 Fits SCANClusterer without self-labeling on the ablation's 10,000-image sample (pretext from the
 ablation's cache), then runs ``train_selflabel`` from a copy of that model in several variants and
@@ -28,8 +27,8 @@ from ablation import PRETEXT  # noqa: E402
 from real_images import load  # noqa: E402
 
 from sklearn_scan import SCANClusterer  # noqa: E402
-from sklearn_scan._backbones import ClusterModel, Frozen  # noqa: E402
 from sklearn_scan._augment import policy_for_images, strong_views, weak_views  # noqa: E402
+from sklearn_scan._backbones import ClusterModel, Frozen  # noqa: E402
 from sklearn_scan._inputs import to_model_inputs  # noqa: E402
 import sklearn_scan._selflabel as selflabel_module  # noqa: E402
 from sklearn_scan._selflabel import balanced_cross_entropy, train_selflabel  # noqa: E402
