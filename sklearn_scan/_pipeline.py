@@ -119,11 +119,15 @@ def check_stage_params(name, params):
         raise ValueError(f"{name} got unknown keys {sorted(unknown)}; valid keys are {list(STAGE_PARAMS[name])}.")
     if name == "augmentation_params":
         _check_augmentation_values(params.get("scan_views", "auto"), params.get("gamma", 1.0))
-    decay = params.get("ema_decay") if name == "selflabel_params" else None
+    if name == "selflabel_params":
+        _check_ema_decay(params.get("ema_decay"))
+    return dict(params)
+
+
+def _check_ema_decay(decay):
     if decay is not None and not (isinstance(decay, (float, np.floating)) and 0 < decay < 1):
         raise ValueError(f"selflabel_params['ema_decay'] must be None or a number between 0 and 1 (the paper's: "
                          f"0.999); got {decay!r}.")
-    return dict(params)
 
 
 def _check_augmentation_values(views, gamma):
