@@ -37,7 +37,20 @@ for field in ('BRIGHTNESS', 'CONTRAST', 'JITTER_PROBABILITY', 'GAMMA'):
         policy = dataclasses.replace(policy, **{field.lower(): float(os.environ[field])})
 if os.environ.get('FLIP'):
     policy = dataclasses.replace(policy, flip=True)
+# CUTOUT=0.4: every pretext view also loses a random square of 0.4 of the side (set to 0), as strong views do.
+if os.environ.get('CUTOUT'):
+    import sklearn_scan._pretext as P
+    from sklearn_scan._augment import _cutout, weak_views
+    P.weak_views = lambda images, policy, generator: _cutout(
+        weak_views(images, policy, generator), float(os.environ['CUTOUT']), generator)
 print(policy)
+# PROJECTION_OUT=FILE.npy: also save the projection head's outputs (the space NT-Xent compares) for mining.
+import sklearn_scan._pretext as P
+heads_built = []
+_projection_head = P.projection_head
+def projection_head_kept(*args, **kwargs):
+    heads_built.append(_projection_head(*args, **kwargs)); return heads_built[-1]
+P.projection_head = projection_head_kept
 torch.manual_seed(0); bb, F = B.convnet(1, 28, width=width)
 enc = Encoder(Standardize([float(X.float().mean() / 255)], [float(X.float().std() / 255)]), bb, F)
 t=time.time(); h=[]
@@ -45,6 +58,9 @@ t=time.time(); h=[]
 with mixed_precision(os.environ.get('PRECISION') or False):
     enc,_=train_pretext(enc, X, policy=policy, epochs=epochs, batch_size=int(os.environ.get('BATCH', 256)), device=torch.device('cpu'), generator=make_generator(0), temperature=temp, history=h)
     f = predict_in_batches(enc, X, torch.device('cpu'), 512, True)
+    if os.environ.get('PROJECTION_OUT'):
+        projector = torch.nn.Sequential(enc, heads_built[-1]).eval()
+        np.save(os.environ['PROJECTION_OUT'], predict_in_batches(projector, X, torch.device('cpu'), 512, True))
 print("pretext time %.0f"%(time.time()-t), "loss", h[-1]['loss'])
 nb = mine_neighbors(f, 20)
 print("purity20 %.3f"%(y[nb]==y[:,None]).mean(), "kmeans %.3f"%clustering_accuracy_score(y, KMeans(10,n_init=10,random_state=0).fit_predict(f/np.linalg.norm(f,axis=1,keepdims=True))))

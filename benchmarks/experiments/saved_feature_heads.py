@@ -1,7 +1,8 @@
 """Heads as the estimator trains them on a SimCLR encoder, on saved features; confusion matrix of the kept head.
 
 Usage: python benchmarks/experiments/saved_feature_heads.py FEATURES.npy LABELS.npy [K] [EPOCHS]
-(e.g. the FEATURES_OUT and /tmp/mnist_y.npy of mnist_pretext.py). 50 linear heads, K neighbours (20), EPOCHS
+(e.g. the FEATURES_OUT and /tmp/mnist_y.npy of mnist_pretext.py); MINE_ON=OTHER.npy mines the neighbours on
+other features of the same samples. 50 linear heads, K neighbours (20), EPOCHS
 epochs (100), lr as the estimator's; prints purity@K, the kept head's ACC on these samples (the mean of the 10
 lowest-loss heads), the best and median head, the cluster-to-class mapping and the confusion matrix (rows:
 classes, columns: clusters); saves the kept head's labels beside FEATURES.
@@ -23,7 +24,10 @@ torch.set_num_threads(2)
 f = np.load(sys.argv[1]).astype(np.float32); y = np.load(sys.argv[2]); k = int(sys.argv[3]) if len(sys.argv) > 3 else 20
 epochs = int(sys.argv[4]) if len(sys.argv) > 4 else 100
 feat = torch.from_numpy(f)
-nb = mine_neighbors(f, k, metric="cosine", random_state=0)
+# MINE_ON=OTHER.npy: mine the neighbours on other features of the same samples (e.g. the projection head's).
+import os
+mined_on = np.load(os.environ["MINE_ON"]).astype(np.float32) if os.environ.get("MINE_ON") else f
+nb = mine_neighbors(mined_on, k, metric="cosine", random_state=0)
 print("purity", (y[nb] == y[:, None]).mean())
 torch.manual_seed(0)
 heads = ClusteringHeads(f.shape[1], 10, 50)
