@@ -484,6 +484,7 @@ def test_auto_epochs_follow_the_number_of_samples():
     assert auto_epochs("auto", 10_000, PRETEXT_IMAGES, (10, 200)) == 100
     assert auto_epochs("auto", 60_000, PRETEXT_IMAGES, (10, 200)) == 17
     assert auto_epochs("auto", 100, PRETEXT_IMAGES, (10, 200)) == 200
+    assert auto_epochs("auto", 2_000, PRETEXT_IMAGES, PRETEXT_EPOCHS_RANGE) == 500
     images, _ = small_images()
     model = SCANClusterer(**image_params(pretext_epochs="auto", scan_epochs="auto", selflabel_epochs=0,
                                          freeze_backbone=True)).fit(images[:20])
