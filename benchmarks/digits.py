@@ -71,6 +71,9 @@ def summarise(runs):
 
 
 def markdown(rows, meta):
+    from sklearn_scan._pipeline import PRETEXT_EPOCHS_RANGE, PRETEXT_IMAGES, auto_epochs
+
+    pretext_epochs = auto_epochs("auto", 1797, PRETEXT_IMAGES, PRETEXT_EPOCHS_RANGE)
     lines = [
         "# Benchmark: scikit-learn digits",
         "",
@@ -86,7 +89,7 @@ def markdown(rows, meta):
     lines += [
         "",
         "Defaults of `SCANClusterer(n_clusters=10, random_state=seed)`, epochs sized to the 1,797 images: "
-        "SimCLR pretext 200 epochs at batch 128, 20 neighbours, 50 linear heads trained 200 epochs on the frozen "
+        f"SimCLR pretext {pretext_epochs} epochs at batch 128, 20 neighbours, 50 linear heads trained 200 epochs on the frozen "
         "embedding, mean of the 10 lowest-loss heads kept; self-labeling is off under the defaults, so its row is the clustering "
         "step again (the same fit). The k-means row clusters the same pretext embedding; its time is the pretext's "
         "and the embedding's share of that fit plus k-means. "
