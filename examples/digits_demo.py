@@ -1,7 +1,8 @@
 """Cluster scikit-learn's 8x8 digits with SCAN and compare with k-means on raw pixels.
 
 Run with ``make demo`` (or ``python examples/digits_demo.py``). Labels are
-used only to score the clusters, never to fit them. About 3 minutes on 2 CPU cores.
+used only to score the clusters, never to fit them. About 6 minutes on 2 CPU cores
+(500 pretext epochs for the 1,797 images).
 """
 
 import time
