@@ -111,7 +111,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         "auto" sizes them to the number of samples N, for a fit of 10,000
         28x28 images in under 15 minutes on 2 CPU cores: the pretext sees
         ``PRETEXT_IMAGES`` (1,000,000) images, 100 epochs for 10,000 (10 to 500
-        epochs: 500 for 2,000 images, a fit of 12-13 minutes); the clustering step sees ``SCAN_IMAGES`` (300,000) anchors,
+        epochs: 2,000 28x28 images get 500, a fit of 11-13 minutes); the
+        clustering step sees ``SCAN_IMAGES`` (300,000) anchors,
         30 epochs for 10,000 (10 to 200): seconds for heads alone on a
         pretrained backbone, minutes when the whole network trains. Heads on
         an encoder the pretext trained see ``PRETEXT_ENCODER_SCAN_IMAGES``
