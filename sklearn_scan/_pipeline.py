@@ -51,7 +51,7 @@ STAGE_PARAMS = {
 #: test ACC 0.974 in a fit of 13.4 min), 2,000 get 500. On MNIST 100 epochs gave neighbours of purity@20 0.973
 #: and test ACC 0.971 where 80 gave 0.968 and 0.969 (seed 0, docs/ablation.md); over three seeds 0.9706 /
 #: 0.9710 / 0.9709. The ceiling was 200 until 2026-12-02: 2,000 images then saw 400,000, and 500 epochs
-#: (the same 1,000,000 images) raised test ACC from 0.963 to 0.970 on MNIST and from 0.714 to 0.735 on
+#: (the same 1,000,000 images) raised test ACC from 0.963 to 0.9697 on MNIST and from 0.714 to 0.735 on
 #: Fashion-MNIST, in fits of 12-13 minutes instead of 5 (seed-0 samples; docs/benchmarks-analysis.md).
 PRETEXT_IMAGES = 1_000_000
 PRETEXT_EPOCHS_RANGE = (10, 500)
