@@ -15,23 +15,17 @@ the fine-tuned encoder's features.
 
 import copy
 import sys
-from pathlib import Path
 
-import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from ablation import PRETEXT  # noqa: E402
-from real_images import load  # noqa: E402
-
-from sklearn_scan import SCANClusterer  # noqa: E402
-from sklearn_scan._augment import policy_for_images, weak_views  # noqa: E402
-from sklearn_scan._backbones import ClusterModel  # noqa: E402
-from sklearn_scan._inputs import to_model_inputs  # noqa: E402
-from sklearn_scan._neighbors import mine_neighbors  # noqa: E402
-from sklearn_scan._scan import train_scan  # noqa: E402
-from sklearn_scan._torch_utils import make_generator, mixed_precision, predict_in_batches  # noqa: E402
-from sklearn_scan.metrics import clustering_accuracy_score  # noqa: E402
+from _ablation_sample import fit_on_ablation_sample, parse_variant
+from sklearn_scan._augment import policy_for_images, weak_views
+from sklearn_scan._backbones import ClusterModel
+from sklearn_scan._inputs import to_model_inputs
+from sklearn_scan._neighbors import mine_neighbors
+from sklearn_scan._scan import train_scan
+from sklearn_scan._torch_utils import make_generator, mixed_precision, predict_in_batches
+from sklearn_scan.metrics import clustering_accuracy_score
 
 
 class OneHead(torch.nn.Module):
@@ -53,12 +47,7 @@ def purity(features, y, k=20):
 def main():
     dataset = sys.argv[1]
     variants = sys.argv[2].split(",")
-    data = load(dataset, str(Path(__file__).resolve().parents[3] / "shared" / "data"))
-    rng = np.random.default_rng(0)
-    train = rng.choice(len(data.X_train), size=10_000, replace=False)
-    X_train, y_train = data.X_train[train], data.y_train[train]
-    cache = f"/tmp/scan-ablation-cache/{dataset}-0"
-    model = SCANClusterer(10, random_state=0, memory=cache, selflabel_epochs=0, **PRETEXT[dataset]).fit(X_train)
+    data, X_train, y_train, model = fit_on_ablation_sample(dataset)
     print("clustering step: test ACC", clustering_accuracy_score(data.y_test, model.predict(data.X_test)),
           "confident share", (model.confidence_ > 0.99).mean(), flush=True)
     inputs, _ = to_model_inputs(X_train)
@@ -69,12 +58,8 @@ def main():
         start_features = predict_in_batches(model.model_.encoder, inputs, cpu, 512, True)
     print("purity@20 of the starting encoder", round(purity(start_features, y_train), 4), flush=True)
     for variant in variants:
-        parts = variant.split("_")
-        options = {"e": "10", "lr": "1e-4", "enc": "1e-5"}
-        for part in parts[1:]:
-            key = next(key for key in ("enc", "lr", "e") if part.startswith(key))
-            options[key] = part[len(key):]
-        augment = (lambda batch, generator: weak_views(batch, policy, generator)) if parts[0] == "weak" else None
+        views, options = parse_variant(variant, {"e": "10", "lr": "1e-4", "enc": "1e-5"})
+        augment = (lambda batch, generator: weak_views(batch, policy, generator)) if views == "weak" else None
         network = copy.deepcopy(model.model_)
         trainable = ClusterModel(network.encoder, OneHead(network.head))
         history = []

@@ -17,23 +17,18 @@ prints test ACC, the confident share and the accuracy of the confident pseudo-la
 import copy
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from ablation import PRETEXT  # noqa: E402
-from real_images import load  # noqa: E402
-
-from sklearn_scan import SCANClusterer  # noqa: E402
-from sklearn_scan._augment import policy_for_images, strong_views, weak_views  # noqa: E402
-from sklearn_scan._backbones import ClusterModel, Frozen  # noqa: E402
-from sklearn_scan._inputs import to_model_inputs  # noqa: E402
-import sklearn_scan._selflabel as selflabel_module  # noqa: E402
-from sklearn_scan._selflabel import balanced_cross_entropy, train_selflabel  # noqa: E402
-from sklearn_scan._torch_utils import make_generator, mixed_precision, predict_in_batches  # noqa: E402
-from sklearn_scan.metrics import clustering_accuracy_score  # noqa: E402
+from _ablation_sample import fit_on_ablation_sample, parse_variant
+from sklearn_scan._augment import policy_for_images, strong_views, weak_views
+from sklearn_scan._backbones import ClusterModel, Frozen
+from sklearn_scan._inputs import to_model_inputs
+import sklearn_scan._selflabel as selflabel_module
+from sklearn_scan._selflabel import balanced_cross_entropy, train_selflabel
+from sklearn_scan._torch_utils import make_generator, mixed_precision, predict_in_batches
+from sklearn_scan.metrics import clustering_accuracy_score
 
 
 def plain_cross_entropy(logits, pseudo_labels, n_clusters):
@@ -43,13 +38,7 @@ def plain_cross_entropy(logits, pseudo_labels, n_clusters):
 def main():
     dataset, params = sys.argv[1], json.loads(sys.argv[2])
     variants = sys.argv[3].split(",") if len(sys.argv) > 3 else ["strong", "weak", "clean", "strong_lr1e-5"]
-    data = load(dataset, str(Path(__file__).resolve().parents[3] / "shared" / "data"))
-    rng = np.random.default_rng(0)
-    train = rng.choice(len(data.X_train), size=10_000, replace=False)
-    X_train, y_train = data.X_train[train], data.y_train[train]
-    cache = f"/tmp/scan-ablation-cache/{dataset}-0"
-    model = SCANClusterer(10, random_state=0, memory=cache, selflabel_epochs=0,
-                          **dict(PRETEXT[dataset], **params)).fit(X_train)
+    data, X_train, y_train, model = fit_on_ablation_sample(dataset, **params)
     print("clustering step: test ACC", clustering_accuracy_score(data.y_test, model.predict(data.X_test)), flush=True)
     inputs, _ = to_model_inputs(X_train)
     test_inputs, _ = to_model_inputs(data.X_test)
@@ -67,13 +56,9 @@ def main():
         "clean": None,
     }
     for variant in variants:
-        parts = variant.split("_")
-        head_only = parts[0] == "head"
-        parts = parts[1:] if head_only else parts
-        augmentation, options = parts[0], {"lr": "1e-4", "t": "0.99", "e": "10"}
-        for part in parts[1:]:
-            key = next(key for key in ("lr", "ema", "plain", "t", "e") if part.startswith(key))
-            options[key] = part[len(key):]
+        head_only = variant.startswith("head_")
+        augmentation, options = parse_variant(variant.removeprefix("head_"), {"lr": "1e-4", "t": "0.99", "e": "10"},
+                                              flags=("ema", "plain"))
         threshold = float(options["t"])
         selflabel_module.balanced_cross_entropy = (
             plain_cross_entropy if "plain" in options else balanced_cross_entropy)
