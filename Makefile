@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test benchmark clean
+.PHONY: demo test test-float32 benchmark clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
+
+# The tests marked `numerics` as on a CPU without native bfloat16: float32 only, torch and oneDNN held to AVX2.
+test-float32: $(VENV)/.installed
+	ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 SKLEARN_SCAN_CPU_BFLOAT16=0 $(BIN)/python -m pytest -m numerics
 
 benchmark: $(VENV)/.installed
 	$(BIN)/python benchmarks/digits.py

@@ -21,7 +21,15 @@ from ._pipeline import AUTO_SELFLABEL_EPOCHS, STAGE_PARAMS, FitConfig, StageSeed
 from ._pretrained import is_pretrained_name
 from ._scan import scan_loss_of_predictions
 from ._sources import ArraySource, ImageCollection, backbone_for, collection_image_size
-from ._torch_utils import inference_device, is_on_device, mixed_precision, predict_in_batches, prepare_module, resolve_device
+from ._torch_utils import (
+    inference_device,
+    is_on_device,
+    mixed_precision,
+    predict_in_batches,
+    prepare_module,
+    resolve_device,
+    reuse_freed_memory,
+)
 
 #: Entropy weight of the objective that :meth:`SCANClusterer.score` reports. It is
 #: fixed (the paper's value) so that models fitted with different
@@ -109,25 +117,21 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     pretext_epochs, scan_epochs, selflabel_epochs : int or "auto", default="auto"
         Epochs of each stage; ``selflabel_epochs=0`` skips self-labeling.
         "auto" sizes them to the number of samples N, for a fit of 10,000
-        28x28 images in under 15 minutes on 2 CPU cores: the pretext sees
-        ``PRETEXT_IMAGES`` (1,000,000) images, 100 epochs for 10,000 (10 to 500
-        epochs: 2,000 28x28 images get 500, a fit of 11-13 minutes); the
-        clustering step sees ``SCAN_IMAGES`` (300,000) anchors,
+        28x28 images within 15 minutes on 2 CPU cores without native
+        bfloat16: the pretext sees ``PRETEXT_IMAGES`` (600,000) images, 60
+        epochs for 10,000 (10 to 100 epochs: 1,797 8x8 digits get 100, about
+        2 minutes); the clustering step sees ``SCAN_IMAGES`` (300,000) anchors,
         30 epochs for 10,000 (10 to 200): seconds for heads alone on a
         pretrained backbone, minutes when the whole network trains. Heads on
         an encoder the pretext trained see ``PRETEXT_ENCODER_SCAN_IMAGES``
-        (1,000,000), 100 epochs for 10,000, about 40 s (MNIST: 0.969 against
+        (1,000,000), 100 epochs for 10,000, about 20 s (MNIST: 0.969 against
         0.938 at 30 epochs); the MLP on 2-D features trains 200 epochs.
         Self-labeling under "auto" does not run: wherever measured it moved
         ACC by under 0.01 with heads alone and lost 3 to 7 points when the
         whole network trained (docs/ablation.md).
-        Expected time per 10,000 images of 28x28 on 2 cores: pretext 6-7 s an
-        epoch (a whole MNIST fit of 10,000 images took 10-11 minutes), heads
-        0.4 s, whole-network clustering step 9 s, self-labeling 6 s; 32x32
-        colour images take about 10% longer on the CNN; colour images on the
-        shipped backbone take about 3 minutes a pass to embed,
-        and a fit makes three (the images and two weak views: ``scan_views``;
-        grayscale images one).
+        Accuracy and minutes by set size, with and without native bfloat16:
+        docs/defaults-cost.md; images per second of each stage:
+        docs/throughput.md.
         On a GPU the paper's recipe is affordable: ``pretext_epochs=500,
         scan_epochs=100, selflabel_epochs=200, freeze_backbone=False``.
     confidence_threshold : float, default=0.99
@@ -202,10 +206,11 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     mixed_precision : "auto" or bool, default="auto"
         Compute in bfloat16 (weights stay float32). "auto": on CUDA, and on
         CPUs with native bfloat16 (AVX512-BF16, AMX), where a pretext epoch
-        of the small CNN took half the time or less (with channels-last
-        tensors) on 2 cores of an AMD EPYC (benchmarks/profile_step.py);
-        float32 elsewhere. False always computes in
-        float32; results then match across CPUs of either kind.
+        of the small CNN took half the time or less on 2 cores of an AMD
+        EPYC (benchmarks/profile_step.py); float32 elsewhere. The
+        environment variable ``SKLEARN_SCAN_CPU_BFLOAT16=0`` makes "auto"
+        compute in float32 on any CPU, as does holding torch's kernels to
+        AVX2 (``ATEN_CPU_CAPABILITY=avx2``). False always computes in float32.
     verbose : int, default=0
         1 shows a progress bar per stage with its current loss.
 
@@ -484,7 +489,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         model = self.model_ if is_on_device(self.model_, device) else prepare_module(
             copy.deepcopy(self.model_), device, images=source.images
         )
-        return source.map(lambda inputs, images: compute(model, inputs, images), missing)
+        with reuse_freed_memory():
+            return source.map(lambda inputs, images: compute(model, inputs, images), missing)
 
     def _apply(self, module, inputs, images):
         device = inference_device(self.device_)

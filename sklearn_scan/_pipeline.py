@@ -34,7 +34,7 @@ from ._pretext import train_pretext
 from ._pretrained import is_pretrained_name
 from ._scan import choose_heads, train_scan
 from ._selflabel import train_selflabel
-from ._torch_utils import make_generator, mixed_precision, predict_in_batches, seeded
+from ._torch_utils import make_generator, mixed_precision, predict_in_batches, reuse_freed_memory, seeded
 
 #: Keys each ``*_params`` dict of the estimator accepts.
 STAGE_PARAMS = {
@@ -44,17 +44,16 @@ STAGE_PARAMS = {
     "selflabel_params": ("learning_rate", "weight_decay", "ema_decay"),
 }
 
-#: ``pretext_epochs="auto"``: as many epochs as show SimCLR this many images (two views each), 10 to 500.
-#: Sized to the CPU budget of 15 minutes a fit of 10,000 28x28 images on 2 cores: they get 100 epochs, 580-634 s
-#: with the CNN's pooled blocks pooling before batch norm, and whole fits of 10.3-11.3 minutes with the heads
-#: (MNIST and Fashion-MNIST, three seeds each, docs/benchmarks.md); 60,000 images get 17 epochs (MNIST seed 0:
-#: test ACC 0.974 in a fit of 13.4 min), 2,000 get 500. On MNIST 100 epochs gave neighbours of purity@20 0.973
-#: and test ACC 0.971 where 80 gave 0.968 and 0.969 (seed 0, docs/ablation.md); over three seeds 0.9706 /
-#: 0.9710 / 0.9709. The ceiling was 200 until 2026-12-02: 2,000 images then saw 400,000, and 500 epochs
-#: (the same 1,000,000 images) raised test ACC from 0.963 to 0.9697 on MNIST and from 0.714 to 0.735 on
-#: Fashion-MNIST, in fits of 12-13 minutes instead of 5 (seed-0 samples; docs/benchmarks-analysis.md).
-PRETEXT_IMAGES = 1_000_000
-PRETEXT_EPOCHS_RANGE = (10, 500)
+#: ``pretext_epochs="auto"``: as many epochs as show SimCLR this many images (two views each), 10 to 100.
+#: Sized so that a fit of 10,000 28x28 images stays within 15 minutes on 2 cores of a CPU without native
+#: bfloat16 (float32, AVX2), the pretext being nearly all of it: 60 epochs, about 9 minutes there, 3-4 with
+#: native bfloat16. On a 10,000-image MNIST sample (seed 0) 60 epochs gave neighbours of purity@20 0.970,
+#: k-means on the embedding 0.953 and test ACC 0.971, where 100 gave 0.973 and 0.974. The ceiling of 100
+#: keeps small sets short (1,797 8x8 digits: 100 epochs, about 2 minutes in float32); more epochs still
+#: help them a little (2,000 MNIST images: 0.963 at 200, 0.970 at 500). ``docs/defaults-cost.md`` has
+#: accuracy and minutes by set size.
+PRETEXT_IMAGES = 600_000
+PRETEXT_EPOCHS_RANGE = (10, 100)
 
 #: ``scan_epochs="auto"``: epochs that show the clustering step this many anchors (each with a neighbour),
 #: 10 to 200; 30 epochs of 10,000 images. When the whole network trains that is about 4 minutes on 2 cores
@@ -257,7 +256,7 @@ def fit_pipeline(source, config):
     """Run SCAN's stages on ``source`` (an :class:`~sklearn_scan._sources.ArraySource` or
     :class:`~sklearn_scan._sources.ImageCollection`) as ``config`` says; returns a :class:`FitResult`.
     """
-    with mixed_precision(config.mixed_precision):
+    with mixed_precision(config.mixed_precision), reuse_freed_memory():
         return _run_stages(source, config)
 
 

@@ -1,9 +1,12 @@
 """The whole pipeline on scikit-learn's digits, with the default parameters."""
 
+import pytest
 from sklearn.cluster import KMeans
 
 from sklearn_scan import SCANClusterer
 from sklearn_scan.metrics import clustering_accuracy_score
+
+pytestmark = pytest.mark.numerics  # every test here depends on floating-point numerics
 
 
 def test_digits_clusters_clearly_better_than_kmeans(digits):

@@ -95,6 +95,7 @@ class PairDataset(torch.utils.data.Dataset):
         return torch.from_numpy(self.images[index]).permute(2, 0, 1).float() / 255, index % 2
 
 
+@pytest.mark.numerics
 def test_fit_on_a_folder_matches_fit_on_the_same_pixels(photo_folder):
     folder, _ = photo_folder
     # 20 pretext epochs (40 steps) settle batch norm's running statistics; after 2 or 5 the CNN's eval-mode

@@ -29,6 +29,7 @@ def test_modularity_recommends_the_number_of_blobs():
         compare_n_clusters(X, [1, 3])
 
 
+@pytest.mark.numerics
 def test_overclustering_is_scored_many_to_one():
     from sklearn_scan import SCANClusterer, clustering_accuracy_score
 

@@ -3,6 +3,7 @@
 import copy
 
 import numpy as np
+import pytest
 import torch
 from sklearn.datasets import make_blobs
 
@@ -15,6 +16,8 @@ from sklearn_scan._scan_loss import SCANLoss
 from sklearn_scan._selflabel import balanced_cross_entropy, train_selflabel
 from sklearn_scan._torch_utils import make_generator, predict_in_batches
 from sklearn_scan.metrics import clustering_accuracy_score
+
+pytestmark = pytest.mark.numerics  # every test here depends on floating-point numerics
 
 CPU = torch.device("cpu")
 
@@ -200,6 +203,47 @@ def test_mixed_precision_setting_decides_bfloat16():
         with autocast(cpu):
             assert (torch.ones(2, 3) @ torch.ones(3, 2)).dtype == torch.bfloat16
     assert not uses_bfloat16(torch.device("mps"))
+
+
+@pytest.mark.parametrize("value, native", [("0", False), ("off", False)])
+def test_environment_variable_switches_off_native_bfloat16(monkeypatch, value, native):
+    from sklearn_scan import _torch_utils
+
+    monkeypatch.setenv(_torch_utils.BFLOAT16_ENVIRONMENT_VARIABLE, value)
+    _torch_utils.cpu_has_native_bfloat16.cache_clear()
+    try:
+        assert _torch_utils.cpu_has_native_bfloat16() is native
+        with _torch_utils.mixed_precision("auto"):
+            assert not _torch_utils.uses_bfloat16(torch.device("cpu"))
+    finally:
+        monkeypatch.undo()
+        _torch_utils.cpu_has_native_bfloat16.cache_clear()
+
+
+def test_cpu_held_to_avx2_has_no_native_bfloat16(monkeypatch):
+    from sklearn_scan import _torch_utils
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    _torch_utils.cpu_has_native_bfloat16.cache_clear()
+    try:
+        assert not _torch_utils.cpu_has_native_bfloat16()
+    finally:
+        monkeypatch.undo()
+        _torch_utils.cpu_has_native_bfloat16.cache_clear()
+
+
+def test_reusing_freed_memory_changes_no_result_and_nests():
+    from sklearn_scan import _torch_utils
+
+    network = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    images = torch.rand(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    plain = predict_in_batches(network, images, CPU, 16, True)
+    with _torch_utils.reuse_freed_memory():
+        with _torch_utils.reuse_freed_memory():
+            inner = predict_in_batches(network, images, CPU, 16, True)
+        assert _torch_utils._HEAP_USERS == (1 if _torch_utils._glibc() else 0)
+    assert _torch_utils._HEAP_USERS == 0
+    np.testing.assert_array_equal(plain, inner)
 
 
 def test_fits_in_float32_and_bfloat16_agree():
