@@ -8,8 +8,9 @@ random images:
 - embedding: EfficientNet-Lite0 inference at 224 px, as the photo path runs it;
 - heads: SCAN steps of 50 linear heads on 1,280 fixed features.
 
-Each loop runs twice, with glibc's default allocator settings ("fresh pages") and inside
-:func:`sklearn_scan._torch_utils.reuse_freed_memory` ("reused"), which fits and predictions use.
+With ``--sweep`` each loop runs with glibc's default allocator settings ("fresh pages") and
+inside :func:`sklearn_scan._torch_utils.reuse_freed_memory` ("reused"), which fits and
+predictions use, and once more on one thread instead of torch's default of one per core.
 Writes docs/throughput.md and docs/throughput.json.
 
     python benchmarks/throughput.py                                   # float32, the defaults' settings
@@ -107,6 +108,7 @@ def main():
     meta = run_metadata(native_bfloat16=_torch_utils.cpu_has_native_bfloat16(),
                         cpu_capability=torch.backends.cpu.get_cpu_capability(), threads=torch.get_num_threads())
     rows = []
+    all_threads = torch.get_num_threads()
     for name in args.loops:
         build, sweep_sizes, default_size = LOOPS[name]
         for precision in args.precisions:
@@ -117,11 +119,21 @@ def main():
                             with reuse_freed_memory() if reuse else contextlib.nullcontext():
                                 figures = measured(*build(batch_size))
                         rows.append({"loop": name, "precision": precision, "channels_last": channels_last,
-                                     "batch_size": batch_size, "heap": "reused" if reuse else "fresh pages", **figures})
+                                     "batch_size": batch_size, "heap": "reused" if reuse else "fresh pages",
+                                     "threads": all_threads, **figures})
                         print(f"{name:<42}{precision:<10}{'channels-last' if channels_last else 'contiguous':<15}"
                               f"batch {batch_size:<5}{rows[-1]['heap']:<13}{figures['images_per_second']:>8.1f} img/s"
                               f"  user {figures['user_seconds']:6.1f} s  system {figures['system_seconds']:6.1f} s",
                               flush=True)
+            if args.sweep and all_threads > 1:  # one thread instead of torch's default of one per core
+                torch.set_num_threads(1)
+                with mixed_precision(precision == "bfloat16"), reuse_freed_memory():
+                    figures = measured(*build(default_size))
+                torch.set_num_threads(all_threads)
+                rows.append({"loop": name, "precision": precision, "channels_last": True, "batch_size": default_size,
+                             "heap": "reused", "threads": 1, **figures})
+                print(f"{name:<42}{precision:<10}channels-last  batch {default_size:<5}1 thread     "
+                      f"{figures['images_per_second']:>8.1f} img/s", flush=True)
     if args.no_record:
         return
     (ROOT / "docs" / "throughput.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
@@ -135,11 +147,11 @@ def main():
         "Images per second of one loop of each stage on random images (a SimCLR image counts once for its two "
         "views), and the CPU time it took: user (computing) and system (the kernel, mostly page faults).",
         "",
-        "| loop | precision | layout | batch | heap | images/s | user s | system s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| loop | precision | layout | batch | heap | threads | images/s | user s | system s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [f"| {r['loop']} | {r['precision']} | {'channels-last' if r['channels_last'] else 'contiguous'} | "
-              f"{r['batch_size']} | {r['heap']} | {r['images_per_second']:.1f} | {r['user_seconds']:.1f} | "
+              f"{r['batch_size']} | {r['heap']} | {r['threads']} | {r['images_per_second']:.1f} | {r['user_seconds']:.1f} | "
               f"{r['system_seconds']:.1f} |" for r in rows]
     (ROOT / "docs" / "throughput.md").write_text("\n".join(lines) + "\n")
 

@@ -5,6 +5,7 @@ Every backbone maps a float batch to features of shape (B, F). Images arrive as
 standardisation layer in front, so augmentations can work in [0, 1] space.
 """
 
+import contextlib
 import copy
 import math
 
@@ -331,7 +332,11 @@ def select_outputs(linear, rows):
 
 
 class Frozen(nn.Module):
-    """Wrap a module so it never trains: no gradients, always in eval mode."""
+    """Wrap a module so it never trains: no gradients, always in eval mode.
+
+    The wrapped module's parameters stop requiring gradients; :func:`frozen`
+    gives them back their flags when the wrapper is no longer needed.
+    """
 
     def __init__(self, module):
         super().__init__()
@@ -343,6 +348,17 @@ class Frozen(nn.Module):
     def forward(self, x):
         with torch.no_grad():
             return self.module(x)
+
+
+@contextlib.contextmanager
+def frozen(module):
+    """``Frozen(module)`` for the block; after it the module's parameters require gradients as before."""
+    flags = [parameter.requires_grad for parameter in module.parameters()]
+    try:
+        yield Frozen(module)
+    finally:
+        for parameter, flag in zip(module.parameters(), flags):
+            parameter.requires_grad_(flag)
 
 
 class ClusterModel(nn.Module):

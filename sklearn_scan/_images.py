@@ -156,6 +156,14 @@ def _colour_and_side(source, index):
         return None
 
 
+def _peek(X, names, n_peek):
+    """(is colour, shorter side) of up to ``n_peek`` readable items spread over a collection (headers only)."""
+    names = collection_names(X) if names is None else names
+    source = names if isinstance(X, (str, os.PathLike, list, tuple)) else X
+    positions = np.unique(np.linspace(0, len(names) - 1, min(n_peek, len(names))).astype(int))
+    return [found for found in (_colour_and_side(source, int(i)) for i in positions) if found is not None]
+
+
 def looks_like_photos(X, names=None, n_peek=32):
     """True when an image collection holds colour photos rather than grayscale scans or tiny images.
 
@@ -163,14 +171,21 @@ def looks_like_photos(X, names=None, n_peek=32):
     only, nothing decoded): most of those that can be read must be in colour,
     and their median shorter side at least ``PHOTO_MIN_SIDE`` pixels.
     """
-    names = collection_names(X) if names is None else names
-    source = names if isinstance(X, (str, os.PathLike, list, tuple)) else X
-    positions = np.unique(np.linspace(0, len(names) - 1, min(n_peek, len(names))).astype(int))
-    looks = [found for found in (_colour_and_side(source, int(i)) for i in positions) if found is not None]
+    looks = _peek(X, names, n_peek)
     if not looks:
         return False
     colour = np.mean([is_colour for is_colour, _ in looks])
     return bool(colour > 0.5 and np.median([side for _, side in looks]) >= PHOTO_MIN_SIDE)
+
+
+def collection_channels(X, names=None, n_peek=32):
+    """Channels to decode an image collection with: 1 when most of its items are grayscale, else 3.
+
+    Grayscale scans then get the grayscale augmentation policy (no flips, no
+    colour jitter) and a one-channel network, as a grayscale array does.
+    """
+    looks = _peek(X, names, n_peek)
+    return 1 if looks and np.mean([is_colour for is_colour, _ in looks]) < 0.5 else 3
 
 
 def iter_image_batches(X, image_size, *, names=None, channels=3, n_jobs=None, verbose=0, batch_size=256):

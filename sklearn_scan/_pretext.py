@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from ._augment import weak_views
-from ._ntxent import NTXentLoss
+from ._ntxent import DEFAULT_TEMPERATURE, NTXentLoss
 from ._torch_utils import (
     autocast,
     cosine_schedule,
@@ -35,7 +35,7 @@ def train_pretext(
     batch_size,
     device,
     generator,
-    temperature=0.5,
+    temperature=DEFAULT_TEMPERATURE,
     learning_rate=1e-3,
     weight_decay=1e-6,
     projection_dim=128,

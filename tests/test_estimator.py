@@ -478,6 +478,8 @@ def test_frozen_backbone_is_never_trained_after_the_pretext():
     without_selflabel = SCANClusterer(**image_params(selflabel_epochs=0, freeze_backbone=True)).fit(images)
     frozen = SCANClusterer(**image_params(selflabel_epochs=3, freeze_backbone=True)).fit(images)
     np.testing.assert_array_equal(frozen.transform(images), without_selflabel.transform(images))
+    # Freezing lasts for the fit only: the fitted encoder's parameters require gradients, as a module's do.
+    assert all(parameter.requires_grad for parameter in frozen.model_.parameters())
     fine_tuned = SCANClusterer(**image_params(selflabel_epochs=3, freeze_backbone=False)).fit(images)
     assert not np.allclose(fine_tuned.transform(images), without_selflabel.transform(images))
 

@@ -158,6 +158,16 @@ def test_grayscale_model_predicts_image_files(tmp_path):
         features.predict(tmp_path)
 
 
+def test_a_folder_of_grayscale_scans_is_fitted_as_grayscale(tmp_path):
+    images = two_kinds()
+    for index, pixels in enumerate(images):
+        Image.fromarray(pixels[..., 0]).save(tmp_path / f"{index:03d}.png")  # mode "L"
+    model = SCANClusterer(**fast_params(n_clusters=2, pretext_epochs=1, scan_epochs=10, batch_size=32, image_size=8))
+    model.fit(tmp_path)
+    # One channel, as a grayscale array gets: the grayscale policy (no flips, no colour jitter) and network.
+    assert model.input_shape_ == (1, 8, 8) and model.predict(tmp_path).shape == (40,)
+
+
 class TinyEncoder(torch.nn.Module):
     """A fixed feature extractor: mean colour of each image half, (B, 3, H, W) -> (B, 6)."""
 

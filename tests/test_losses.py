@@ -93,3 +93,12 @@ def test_scan_loss_prefers_confident_agreement_and_balance():
     assert torch.isfinite(loss_fn(huge, huge.flip(0))[0])
     with pytest.raises(ValueError, match="same shape"):
         loss_fn(good, good[:1])
+
+
+def test_ntxent_default_temperature_is_the_pretext_stage_one():
+    import inspect
+
+    from sklearn_scan._pretext import train_pretext
+
+    pretext_default = inspect.signature(train_pretext).parameters["temperature"].default
+    assert NTXentLoss().temperature == pretext_default == 0.5

@@ -146,3 +146,13 @@ def test_a_module_used_as_it_is_gets_images_in_unit_range():
     model = SCANClusterer(backbone=RecordingBackbone(), **FAST).fit(images)
     low, high = model.model_.encoder.backbone.seen
     assert 0.0 <= low and high <= 1.0 and high > 0.5
+
+
+def test_pretext_epochs_without_a_pretext_say_so(mobilenet_file, no_downloads):
+    path, _ = mobilenet_file
+    images = two_kinds(n=40, size=16)
+    model = SCANClusterer(backbone="torchvision:mobilenet_v3_small", backbone_weights=str(path),
+                          **dict(FAST, pretext_epochs=50))
+    with pytest.warns(UserWarning, match=r"pretext_epochs=50 has no effect.*pretext='simclr'"):
+        model.fit(images)
+    assert not any(entry["stage"] == "pretext" for entry in model.history_)
