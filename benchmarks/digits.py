@@ -72,9 +72,9 @@ def summarise(runs):
 
 def markdown(rows, meta):
     # Imported here, not at the top: the runs are forked from this process, which keeps torch out of their memory.
-    from sklearn_scan._pipeline import PRETEXT_EPOCHS_RANGE, PRETEXT_IMAGES, auto_epochs
+    from sklearn_scan._pipeline import auto_pretext_epochs
 
-    pretext_epochs = auto_epochs("auto", 1797, PRETEXT_IMAGES, PRETEXT_EPOCHS_RANGE)
+    pretext_epochs = auto_pretext_epochs("auto", 1797)
     lines = [
         "# Benchmark: scikit-learn digits",
         "",

@@ -122,7 +122,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         28x28 images within 15 minutes on 2 CPU cores without native
         bfloat16: the pretext sees ``PRETEXT_IMAGES`` (600,000) images, 60
         epochs for 10,000 (10 to 100 epochs: 1,797 8x8 digits get 100, about
-        2 minutes); the clustering step sees ``SCAN_IMAGES`` (300,000) anchors,
+        2 minutes), and smaller sets at least 180,000 images (1,000 images:
+        180 epochs; at most 500); the clustering step sees ``SCAN_IMAGES`` (300,000) anchors,
         30 epochs for 10,000 (10 to 200): seconds for heads alone on a
         pretrained backbone, minutes when the whole network trains. Heads on
         an encoder the pretext trained see ``PRETEXT_ENCODER_SCAN_IMAGES``

@@ -485,18 +485,18 @@ def test_frozen_backbone_is_never_trained_after_the_pretext():
 
 
 def test_auto_epochs_follow_the_number_of_samples():
-    from sklearn_scan._pipeline import PRETEXT_EPOCHS_RANGE, PRETEXT_IMAGES, auto_epochs
+    from sklearn_scan._pipeline import PRETEXT_IMAGES, PRETEXT_MAX_EPOCHS, auto_epochs, auto_pretext_epochs
 
-    assert auto_epochs(7, 10_000, PRETEXT_IMAGES, PRETEXT_EPOCHS_RANGE) == 7
-    assert auto_epochs("auto", 10_000, PRETEXT_IMAGES, PRETEXT_EPOCHS_RANGE) == 60
-    assert auto_epochs("auto", 60_000, PRETEXT_IMAGES, PRETEXT_EPOCHS_RANGE) == 10
+    assert auto_pretext_epochs(7, 10_000) == 7
+    assert auto_pretext_epochs("auto", 60_000) == 10 and auto_pretext_epochs("auto", 10_000) == 60
+    assert auto_pretext_epochs("auto", 2_000) == auto_pretext_epochs("auto", 1_797) == 100
+    assert auto_pretext_epochs("auto", 1_000) == 180 and auto_pretext_epochs("auto", 20) == PRETEXT_MAX_EPOCHS
     assert auto_epochs("auto", 100, PRETEXT_IMAGES, (10, 200)) == 200
-    assert auto_epochs("auto", 1_797, PRETEXT_IMAGES, PRETEXT_EPOCHS_RANGE) == 100
     images, _ = small_images()
     model = SCANClusterer(**image_params(pretext_epochs="auto", scan_epochs="auto", selflabel_epochs=0,
                                          freeze_backbone=True)).fit(images[:20])
     stages = [entry["stage"] for entry in model.history_]
-    assert stages.count("pretext") == PRETEXT_EPOCHS_RANGE[1] and stages.count("scan") == 200
+    assert stages.count("pretext") == PRETEXT_MAX_EPOCHS and stages.count("scan") == 200
     # Heads alone on fixed features follow the same rule: 300,000 anchors are 100 epochs of 3,000 rows.
     features = np.random.default_rng(0).normal(size=(3000, 128)).astype(np.float32)
     heads = SCANClusterer(n_clusters=3, n_heads=2, batch_size=512, random_state=0).fit(features)
