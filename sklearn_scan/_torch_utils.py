@@ -260,11 +260,15 @@ def is_on_device(module, device):
 def predict_in_batches(module, inputs, device, batch_size, images):
     """Apply ``module`` in eval mode to ``inputs`` (N, ...) and return a float32 numpy array.
 
+    On a CPU, a submodule with a ``cpu_batch_size`` attribute caps the batch size.
     The module is used on a copy when it must move to another device, so a
     fitted estimator is never modified by inference.
     """
     if not is_on_device(module, device):
         module = prepare_module(copy.deepcopy(module), device, images)
+    if device.type == "cpu":  # a module may cap the batch on a CPU (large pretrained backbones do)
+        caps = [part.cpu_batch_size for part in module.modules() if hasattr(part, "cpu_batch_size")]
+        batch_size = min([batch_size, *caps])
     was_training = module.training
     module.eval()
     outputs = []

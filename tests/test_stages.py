@@ -246,6 +246,23 @@ def test_reusing_freed_memory_changes_no_result_and_nests():
     np.testing.assert_array_equal(plain, inner)
 
 
+def test_a_module_caps_its_inference_batch_on_the_cpu():
+    class Capped(torch.nn.Module):
+        cpu_batch_size = 4
+
+        def __init__(self):
+            super().__init__()
+            self.linear, self.batches = torch.nn.Linear(3, 2), []
+
+        def forward(self, x):
+            self.batches.append(len(x))
+            return self.linear(x)
+
+    module = Capped()
+    outputs = predict_in_batches(torch.nn.Sequential(module), torch.ones(10, 3), CPU, 128, False)
+    assert outputs.shape == (10, 2) and module.batches == [4, 4, 2]
+
+
 def test_fits_in_float32_and_bfloat16_agree():
     from sklearn_scan import SCANClusterer
 
