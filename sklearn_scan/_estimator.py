@@ -127,7 +127,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         30 epochs for 10,000 (10 to 200): seconds for heads alone on a
         pretrained backbone, minutes when the whole network trains. Heads on
         an encoder the pretext trained see ``PRETEXT_ENCODER_SCAN_IMAGES``
-        (1,000,000), 100 epochs for 10,000, about 20 s (MNIST: 0.969 against
+        (1,000,000), 100 epochs for 10,000, about 30 s (MNIST: 0.969 against
         0.938 at 30 epochs); the MLP on 2-D features trains 200 epochs.
         Self-labeling under "auto" does not run: wherever measured it moved
         ACC by under 0.01 with heads alone and lost 3 to 7 points when the

@@ -48,8 +48,8 @@ STAGE_PARAMS = {
 
 #: ``pretext_epochs="auto"``: as many epochs as show SimCLR this many images (two views each), 10 to 100.
 #: Sized so that a fit of 10,000 28x28 images stays within 15 minutes on 2 cores of a CPU without native
-#: bfloat16 (float32, AVX2), the pretext being nearly all of it: 60 epochs, about 9 minutes there, 3-4 with
-#: native bfloat16. On a 10,000-image MNIST sample (seed 0) 60 epochs gave neighbours of purity@20 0.970,
+#: bfloat16 (float32, AVX2), the pretext being nearly all of it: 60 epochs, a whole fit of 10.4 minutes
+#: there. On a 10,000-image MNIST sample (seed 0) 60 epochs gave neighbours of purity@20 0.970,
 #: k-means on the embedding 0.953 and test ACC 0.971, where 100 gave 0.973 and 0.974. The ceiling of 100
 #: keeps small sets short (1,797 8x8 digits: 100 epochs, 1.6 minutes in float32, ACC 0.99); more epochs
 #: still help them (2,000 MNIST images: 0.943 at 100, 0.963 at 200, 0.970 at 500). ``docs/defaults-cost.md``
