@@ -132,11 +132,13 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         Self-labeling under "auto" does not run: wherever measured it moved
         ACC by under 0.01 with heads alone and lost 3 to 7 points when the
         whole network trained (docs/ablation.md).
-        Accuracy and minutes by set size, with and without native bfloat16:
+        Accuracy and minutes by set size on 2 cores without native bfloat16:
         docs/defaults-cost.md; images per second of each stage:
         docs/throughput.md.
-        On a GPU the paper's recipe is affordable: ``pretext_epochs=500,
-        scan_epochs=100, selflabel_epochs=200, freeze_backbone=False``.
+        On a GPU the paper's recipe is affordable: ``backbone="resnet18",
+        pretext_epochs=500, scan_epochs=100, selflabel_epochs=200,
+        freeze_backbone=False`` (without ``backbone="resnet18"`` colour images
+        take the pretrained backbone, which gets no pretext).
     confidence_threshold : float, default=0.99
         Top probability above which a prediction becomes a pseudo-label.
     batch_size : int, default=128

@@ -201,9 +201,9 @@ def reuse_freed_memory():
 
     glibc's malloc maps large buffers fresh from the kernel and unmaps them when
     they are freed, so every batch's activations are page-faulted in again: on 2
-    AVX2 cores EfficientNet-Lite0 embedded 25 images/s at batch 128, with more
+    AVX2 cores EfficientNet-Lite0 embedded 23-26 images/s channels-last, with more
     system time than user time. With mmap off and trimming deferred it embedded
-    78/s with no system time (benchmarks/throughput.py). On leaving the
+    69-73/s in batches of 16-32, with no system time (benchmarks/throughput.py). On leaving the
     outermost block glibc's settings are restored and the free memory is
     returned to the system (``malloc_trim``). Elsewhere than glibc, nothing changes.
     """
