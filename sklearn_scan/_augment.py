@@ -29,6 +29,11 @@ class AugmentationPolicy:
 
     ``gamma`` (1 means none): every weak view's intensities are raised to a
     power drawn log-uniformly in [1 / gamma, gamma], after the colour jitter.
+
+    ``strong_recipe``: how :func:`strong_views` augments for self-labeling,
+    ``"library"`` (a random resized crop of the weak views, then
+    ``strong_ops`` operations and a cutout of ``cutout_fraction`` of the side
+    set to 0) or ``"paper"`` (:func:`paper_strong_views`).
     """
 
     crop_scale: tuple = (0.2, 1.0)
@@ -44,9 +49,13 @@ class AugmentationPolicy:
     gamma: float = 1.0
     cutout_fraction: float = 0.5
     strong_ops: int = 4
+    strong_recipe: str = "library"
     augment_scan: bool = True
     scan_views: object = "auto"
 
+
+#: The values of ``AugmentationPolicy.strong_recipe``.
+STRONG_RECIPES = ("library", "paper")
 
 #: The policy fields :func:`weak_views` reads (the pretext's views); the others only shape the
 #: clustering step and the strong views, so they do not change a trained pretext encoder.
@@ -227,9 +236,25 @@ def pick_views(batch, generator):
 
 # RandAugment-style operations, each taking (images, magnitudes in [0, 1] of shape (B,)).
 def _autocontrast(images, magnitude):
+    """Stretch each channel to span [0, 1]; a constant channel stays as it is."""
     low = images.amin(dim=(2, 3), keepdim=True)
     high = images.amax(dim=(2, 3), keepdim=True)
-    return (images - low) / (high - low).clamp_min(1e-3)
+    spread = high - low
+    return torch.where(spread > 1e-3, (images - low) / spread.clamp_min(1e-3), images)
+
+
+def _equalize(images, magnitude):
+    """Histogram equalisation of each channel over 256 levels; a constant channel stays as it is."""
+    batch_size, channels, height, width = images.shape
+    levels = torch.round(images.clamp(0, 1) * 255).long().view(batch_size * channels, height * width)
+    histogram = torch.zeros(batch_size * channels, 256, device=images.device, dtype=images.dtype)
+    histogram.scatter_add_(1, levels, torch.ones_like(levels, dtype=images.dtype))
+    cumulative = histogram.cumsum(dim=1)
+    darkest = cumulative.gather(1, (histogram > 0).to(torch.uint8).argmax(dim=1, keepdim=True))
+    spread = height * width - darkest
+    lookup = ((cumulative - darkest) / spread.clamp_min(1)).clamp(0, 1)
+    equalized = lookup.gather(1, levels).view(batch_size, channels, height, width)
+    return torch.where((spread > 0).view(batch_size, channels, 1, 1), equalized, images)
 
 
 def _brightness(images, magnitude):
@@ -261,8 +286,9 @@ def _posterize(images, magnitude):
 
 
 def _solarize(images, magnitude):
+    """Invert the intensities above 1 - magnitude: none at 0, all but black at 1."""
     threshold = _per_image(1 - magnitude, images)
-    return torch.where(images >= threshold, 1 - images, images)
+    return torch.where(images > threshold, 1 - images, images)
 
 
 def _identity(images, magnitude):
@@ -297,21 +323,26 @@ def _randaugment_matrices(chosen, magnitudes, sign):
     return (rotation @ shear)[:, :2]
 
 
-def _cutout(images, fraction, generator):
-    """Zero a random square of side ``fraction`` of the image in every image."""
+def _cutout(images, fraction, generator, random_size=False, fill=0.0):
+    """Set a random square of side ``fraction`` of the image (of up to that side when ``random_size``) to ``fill``."""
     batch_size, _, height, width = images.shape
     side_y, side_x = max(1, int(round(height * fraction))), max(1, int(round(width * fraction)))
+    share = torch.rand(batch_size, generator=generator) if random_size else torch.ones(batch_size)
+    side_y = torch.round(share * side_y).clamp(min=1).long().to(images.device).view(-1, 1, 1)
+    side_x = torch.round(share * side_x).clamp(min=1).long().to(images.device).view(-1, 1, 1)
     centre_y = torch.randint(0, height, (batch_size,), generator=generator).to(images.device)
     centre_x = torch.randint(0, width, (batch_size,), generator=generator).to(images.device)
     rows = torch.arange(height, device=images.device).view(1, height, 1)
     cols = torch.arange(width, device=images.device).view(1, 1, width)
-    top, left = (centre_y - side_y // 2).view(-1, 1, 1), (centre_x - side_x // 2).view(-1, 1, 1)
+    top, left = centre_y.view(-1, 1, 1) - side_y // 2, centre_x.view(-1, 1, 1) - side_x // 2
     inside = (rows >= top) & (rows < top + side_y) & (cols >= left) & (cols < left + side_x)
-    return images * (~inside).unsqueeze(1).to(images.dtype)
+    return torch.where(inside.unsqueeze(1), images.new_tensor(fill), images)
 
 
 def strong_views(images, policy, generator):
-    """A RandAugment-style view per image: weak crop/flip, random ops, then cutout.
+    """A strongly augmented view per image, as ``policy.strong_recipe`` says. (B, C, H, W) -> same.
+
+    ``"library"``: weak crop/flip, random ops, then cutout.
 
     Each image draws ``policy.strong_ops`` operations (with replacement) from the
     photometric and geometric lists with random magnitudes; geometric ones are
@@ -323,6 +354,8 @@ def strong_views(images, policy, generator):
     side, either way; cutout of a square of ``policy.cutout_fraction`` of the
     side, set to 0.
     """
+    if policy.strong_recipe == "paper":
+        return paper_strong_views(images, policy, generator)
     batch_size = images.shape[0]
     images = _affine_warp(images, _crop_flip_rotate_matrices(batch_size, policy, generator))
     photometric = list(PHOTOMETRIC_OPS)
@@ -333,12 +366,67 @@ def strong_views(images, policy, generator):
     chosen = torch.zeros(batch_size, n_kinds).scatter_(1, draws, 1.0)
     magnitudes = torch.rand(batch_size, n_kinds, generator=generator)
     sign = torch.where(torch.rand(batch_size, n_kinds, generator=generator) < 0.5, -1.0, 1.0)
+    images = _apply_randaugment(images, photometric, chosen, magnitudes, sign)
+    return _cutout(images, policy.cutout_fraction, generator)
+
+
+def _apply_randaugment(images, photometric, chosen, magnitudes, sign):
+    """Apply each image's chosen operations: the photometric ones in list order, then the geometric ones as one warp.
+
+    chosen, magnitudes, sign: (B, len(photometric) + 5), photometric operations first.
+    """
     for index, operation in enumerate(photometric):
         selected = chosen[:, index] > 0
         if selected.any():
             mask = _per_image(selected, images) > 0
             images = torch.where(mask, operation(images, magnitudes[:, index]), images).clamp(0.0, 1.0)
-    geometric = slice(len(photometric), n_kinds)
+    geometric = slice(len(photometric), chosen.shape[1])
     matrices = _randaugment_matrices(chosen[:, geometric], magnitudes[:, geometric], sign[:, geometric])
-    images = _affine_warp(images, matrices)
-    return _cutout(images, policy.cutout_fraction, generator)
+    return _affine_warp(images, matrices)
+
+
+#: The paper's strong views: its Cutout covers a square of up to this share of the side (CIFAR-10's 16 of 32 pixels).
+PAPER_CUTOUT_FRACTION = 0.5
+#: ...filled with mid-grey, which standardisation maps near 0, rather than black.
+PAPER_CUTOUT_FILL = 0.5
+PAPER_RANDAUGMENT_OPS = 4
+
+
+def _shift_flip_matrices(batch_size, policy, generator):
+    """Pad-and-crop shifts of up to 1/8 of the side, and a horizontal flip where the policy flips: (B, 2, 3)."""
+    shift = (torch.rand(batch_size, 2, generator=generator) * 2 - 1) * 0.25  # normalised coordinates span 2
+    scale = torch.ones(batch_size)
+    if policy.flip:
+        scale = torch.where(torch.rand(batch_size, generator=generator) < 0.5, -scale, scale)
+    zeros = torch.zeros(batch_size)
+    return torch.stack(
+        [torch.stack([scale, zeros, shift[:, 0]], dim=1), torch.stack([zeros, torch.ones(batch_size), shift[:, 1]], dim=1)],
+        dim=1,
+    )
+
+
+def paper_strong_views(images, policy, generator):
+    """The paper's strong views: flip and shift, RandAugment, then Cutout. (B, C, H, W) -> same.
+
+    Each image is shifted by up to 1/8 of its side (and flipped where the
+    policy flips), then takes ``PAPER_RANDAUGMENT_OPS`` (4) distinct
+    operations of RandAugment's 14 (13 without colour: saturation needs
+    it), each at a magnitude drawn uniformly: identity, autocontrast,
+    equalize, brightness, contrast, saturation, sharpness (factors 0.1-1.9),
+    posterize (4-8 bits), solarize (threshold 0-1), rotation (up to 30
+    degrees), shear (up to 0.3) and translation (up to 30% of the side),
+    either way. Cutout then sets a square of up to half the side, of a
+    random size, to mid-grey.
+    """
+    batch_size = images.shape[0]
+    images = _affine_warp(images, _shift_flip_matrices(batch_size, policy, generator))
+    photometric = [*PHOTOMETRIC_OPS, _equalize]
+    if images.shape[1] == 1:
+        photometric.remove(_saturation)
+    n_kinds = len(photometric) + len(GEOMETRIC_OPS)
+    ranks = torch.rand(batch_size, n_kinds, generator=generator).argsort(dim=1)
+    chosen = (ranks < PAPER_RANDAUGMENT_OPS).float()
+    magnitudes = torch.rand(batch_size, n_kinds, generator=generator)
+    sign = torch.where(torch.rand(batch_size, n_kinds, generator=generator) < 0.5, -1.0, 1.0)
+    images = _apply_randaugment(images, photometric, chosen, magnitudes, sign)
+    return _cutout(images, PAPER_CUTOUT_FRACTION, generator, random_size=True, fill=PAPER_CUTOUT_FILL)

@@ -12,6 +12,7 @@ can later run on several processes or resume from a checkpoint alone.
 """
 
 import contextlib
+import functools
 import dataclasses
 import time
 import warnings
@@ -21,6 +22,7 @@ import torch
 from sklearn.utils.validation import check_memory
 
 from ._augment import (
+    STRONG_RECIPES,
     WEAK_VIEW_FIELDS,
     AugmentationPolicy,
     ViewsEncoder,
@@ -34,7 +36,7 @@ from ._inputs import check_sample_count, per_channel_statistics
 from ._neighbors import mine_neighbors
 from ._pretext import train_pretext
 from ._pretrained import is_pretrained_name
-from ._scan import choose_heads, train_scan
+from ._scan import choose_heads, scan_loss_of_predictions, train_scan
 from ._selflabel import train_selflabel
 from ._torch_utils import make_generator, mixed_precision, predict_in_batches, reuse_freed_memory, seeded
 
@@ -43,7 +45,7 @@ STAGE_PARAMS = {
     "augmentation_params": tuple(field.name for field in dataclasses.fields(AugmentationPolicy)),
     "pretext_params": ("temperature", "learning_rate", "weight_decay", "projection_dim"),
     "scan_params": ("learning_rate", "weight_decay", "encoder_learning_rate"),
-    "selflabel_params": ("learning_rate", "weight_decay", "ema_decay"),
+    "selflabel_params": ("learning_rate", "weight_decay", "ema_decay", "guard"),
 }
 
 #: ``pretext_epochs="auto"``: as many epochs as show SimCLR this many images (two views each), 10 to 100.
@@ -134,9 +136,13 @@ def check_stage_params(name, params):
     if unknown:
         raise ValueError(f"{name} got unknown keys {sorted(unknown)}; valid keys are {list(STAGE_PARAMS[name])}.")
     if name == "augmentation_params":
-        _check_augmentation_values(params.get("scan_views", "auto"), params.get("gamma", 1.0))
+        _check_augmentation_values(
+            params.get("scan_views", "auto"), params.get("gamma", 1.0), params.get("strong_recipe", "library")
+        )
     if name == "selflabel_params":
         _check_ema_decay(params.get("ema_decay"))
+        if not isinstance(params.get("guard", True), (bool, np.bool_)):
+            raise ValueError(f"selflabel_params['guard'] must be True or False; got {params['guard']!r}.")
     return dict(params)
 
 
@@ -146,7 +152,10 @@ def _check_ema_decay(decay):
                          f"0.999); got {decay!r}.")
 
 
-def _check_augmentation_values(views, gamma):
+def _check_augmentation_values(views, gamma, strong_recipe):
+    if strong_recipe not in STRONG_RECIPES:
+        raise ValueError(f"augmentation_params['strong_recipe'] must be one of {list(STRONG_RECIPES)}; "
+                         f"got {strong_recipe!r}.")
     if views != "auto" and not (isinstance(views, (int, np.integer)) and not isinstance(views, bool) and views >= 0):
         raise ValueError(
             f"augmentation_params['scan_views'] must be 'auto' or a whole number of 0 or more; got {views!r}."
@@ -324,7 +333,7 @@ def _run_stages(source, config):
     )
     clock.lap("clustering step")
     if config.selflabel_epochs > 0 and not interrupted:
-        self_labeling(model, source, policy, freeze, config, history)
+        self_labeling(model, source, policy, freeze, config, history, features, neighbors)
         clock.lap("self-labeling")
 
     # A frozen encoder is unchanged since `features` was computed: only the head runs again.
@@ -463,12 +472,25 @@ def clustering_step(encoder, source, features, neighbors, policy, freeze, config
     return ClusterModel(encoder, heads.mean_head(kept, orders)), head_losses, interrupted
 
 
-def self_labeling(model, source, policy, freeze, config, history):
+def self_labeling(model, source, policy, freeze, config, history, features, neighbors):
     """Fine-tune ``model`` in place on its confident predictions of strongly augmented samples.
 
     A frozen encoder stays as it is: then only the head trains, and the
     encoder's parameters require gradients again afterwards, as before.
+    Unless ``selflabel_params["guard"]`` is False, the stage keeps the weights
+    (the clustering step's included) with the lowest SCAN loss of the
+    predictions on the samples as they are, over the mined ``neighbors``
+    (N, k): the criterion that chose the heads, so self-labeling is kept only
+    where it makes neighbours agree more confidently without merging clusters.
+    ``features`` (N, F): the frozen encoder's embedding of the samples.
     """
+    params = {"learning_rate": 1e-4 if freeze else 1e-5, **config.selflabel_params}
+    criterion = None
+    if params.pop("guard", True):
+        criterion = functools.partial(
+            _scan_loss_of_model, inputs=torch.from_numpy(features) if freeze else source.inputs,
+            neighbors=neighbors, freeze=freeze, images=source.images, config=config,
+        )
     strong = (lambda batch, generator: strong_views(batch, policy, generator)) if source.images else None
     with frozen(model.encoder) if freeze else contextlib.nullcontext(model.encoder) as encoder:
         train_selflabel(
@@ -476,9 +498,16 @@ def self_labeling(model, source, policy, freeze, config, history):
             n_clusters=config.n_clusters, confidence_threshold=config.confidence_threshold,
             epochs=config.selflabel_epochs, strong_augment=strong, images=source.images,
             generator=make_generator(config.seeds.selflabel), history=history, batch_size=config.batch_size,
-            device=config.device, verbose=config.verbose,
-            **{"learning_rate": 1e-4 if freeze else 1e-5, **config.selflabel_params},
+            device=config.device, verbose=config.verbose, criterion=criterion, **params,
         )
+
+
+def _scan_loss_of_model(model, inputs, neighbors, freeze, images, config):
+    """SCAN loss (``config.entropy_weight``) of ``model``'s predictions on ``inputs``: the features with a frozen encoder."""
+    module, on_images = (model.head, False) if freeze else (model, images)
+    logits = predict_in_batches(module, inputs, config.device, config.batch_size, on_images)
+    total, _, _ = scan_loss_of_predictions(logits, neighbors, config.entropy_weight)
+    return float(total)
 
 
 def number_clusters_by_size(model, raw_labels, n_clusters):

@@ -50,6 +50,7 @@ def train_selflabel(
     learning_rate=1e-4,
     weight_decay=1e-4,
     ema_decay=None,
+    criterion=None,
     verbose=0,
     history=None,
 ):
@@ -67,6 +68,11 @@ def train_selflabel(
     With ``ema_decay`` (the paper's ImageNet recipe: 0.999), an exponential moving
     average of the weights (batch-norm statistics included) chooses the
     pseudo-labels and becomes the returned model.
+    ``criterion(model) -> float``, lower is better and computed without labels,
+    guards the stage: it is measured before training and after every epoch,
+    and the weights where it was lowest are returned, those before training
+    when no epoch improved on them (a ``"selflabel_guard"`` history entry
+    names the kept epoch, 0 for none).
     Returns ``(model, interrupted)``; the model is on ``device``.
     """
     history = [] if history is None else history
@@ -79,6 +85,10 @@ def train_selflabel(
         teacher = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
     labeler = model if teacher is None else teacher.module
     good_state = copy.deepcopy(labeler.state_dict())
+    guard = None
+    if criterion is not None:
+        start = float(criterion(labeler))
+        guard = {"start": start, "best": start, "epoch": 0, "state": good_state}
     with autocast(device):
         logits = torch.from_numpy(predict_in_batches(model, inputs, device, batch_size, images))
     first_share = float((torch.softmax(logits, dim=1).max(dim=1).values > confidence_threshold).float().mean())
@@ -121,9 +131,17 @@ def train_selflabel(
             labeler.load_state_dict(good_state)
             return {**figures, "stopped": True}
         good_state = copy.deepcopy(labeler.state_dict())
+        if guard is not None:
+            figures["criterion"] = float(criterion(labeler))
+            if figures["criterion"] < guard["best"]:
+                guard.update(best=figures["criterion"], epoch=epoch + 1, state=good_state)
         return figures
 
     interrupted = run_epochs("selflabel", epochs, train_one_epoch, verbose, history)
+    if guard is not None:
+        labeler.load_state_dict(guard["state"])
+        history.append({"stage": "selflabel_guard", "kept_epoch": guard["epoch"],
+                        "start_criterion": guard["start"], "kept_criterion": guard["best"]})
     if teacher is not None:
         model.load_state_dict(teacher.module.state_dict())
     model.eval()
