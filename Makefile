@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-float32 benchmark clean
+.PHONY: demo test test-float32 docs benchmark clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,17 @@ test: $(VENV)/.installed
 test-float32: $(VENV)/.installed
 	ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 SKLEARN_SCAN_CPU_BFLOAT16=0 $(BIN)/python -m pytest -m numerics
 
+# The documentation site, warnings treated as errors: docs/_build/html/index.html.
+$(VENV)/.docs-installed: pyproject.toml $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[test,photos,docs]'
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	rm -rf docs/_build docs/api docs/auto_examples
+	$(BIN)/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
+
 benchmark: $(VENV)/.installed
-	$(BIN)/python benchmarks/digits.py
+	$(BIN)/python benchmarks/defaults_cost.py --cases digits --seeds 0 1 2
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache docs/_build docs/api docs/auto_examples

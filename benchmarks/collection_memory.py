@@ -14,6 +14,7 @@ Usage: python benchmarks/collection_memory.py [--sizes 5000 20000] [--image-size
 """
 
 import argparse
+import json
 import resource
 import time
 from pathlib import Path
@@ -95,7 +96,7 @@ def main():
         "# Memory of fitting on an image collection",
         "",
         f"`python benchmarks/collection_memory.py --sizes {' '.join(map(str, args.sizes))} --image-size {args.image_size}`"
-        f" at commit {meta['commit']}, {meta['date']}, {meta['cpus']} CPUs, torch {meta['torch']}.",
+        f": {meta['date']}, {meta['machine']}, {meta['cpus']} cores, torch {meta['torch']}.",
         "",
         f"A torch Dataset of {args.source_side}x{args.source_side} RGB photos decoded at {args.image_size} px, "
         "no pretext epochs, so the figures are the data path's. Peak is the process's resident-set maximum. Modes: "
@@ -115,6 +116,7 @@ def main():
             lines.append(f"- {mode}: peak memory grows by {slope:.2f} MiB per MiB of decoded pixels between "
                          f"{runs[0]['n_images']} and {runs[-1]['n_images']} images (1.0: one copy of the pixels).")
     report = "\n".join(lines) + "\n"
+    Path(args.out, "collection-memory.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     Path(args.out, "collection-memory.md").write_text(report)
     print(report)
 

@@ -88,11 +88,12 @@ def main():
     kmeans = [r["kmeans_on_features"]["accuracy"] for r in runs]
     lines = [
         "# A folder of photos, clustered with the command line's defaults", "",
-        f"`python benchmarks/photo_folder.py {meta['arguments']}` on {meta['date']} at commit {meta['commit']} "
-        f"({meta['machine']}, {meta['cpus']} CPUs, torch {meta['torch']}). Per seed: {runs[0]['n_photos']:,} photos of "
+        f"Per seed: {runs[0]['n_photos']:,} photos of "
         "the 10 CIFAR-10 classes (test split, upscaled to 64-320 pixels, JPEG or PNG), then "
         "`sklearn-scan cluster PHOTOS --n-clusters 10 --out RESULT --labels-from-folders --quiet`, timed as a "
         "whole (start-up, decoding, embedding, clustering, report).", "",
+        f"`python benchmarks/photo_folder.py {meta['arguments']}`: {meta['date']}, {meta['machine']}, "
+        f"{meta['cpus']} cores, torch {meta['torch']}.", "",
         "| seed | backbone | ACC | NMI | ARI | k-means on the same features (ACC) | wall time (s) |", "|---|---|---|---|---|---|---|",
     ]
     lines += [f"| {r['seed']} | {r['backbone']} | {r['scan']['accuracy']:.3f} | {r['scan']['nmi']:.3f} | "

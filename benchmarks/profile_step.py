@@ -2,8 +2,7 @@
 
 Prints the median time of the parts of a SimCLR step of the default CNN (one
 thread) and of one pretext epoch on 10,000 random images (all threads), for
-28x28x1 (MNIST) and 32x32x3 (CIFAR-10) images. These are the figures of the
-profile in docs/benchmarks-analysis.md.
+28x28x1 (MNIST) and 32x32x3 (CIFAR-10) images.
 
     python benchmarks/profile_step.py
 """

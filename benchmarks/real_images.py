@@ -4,7 +4,7 @@ Protocol (CPU track): fit on a random sample of the training split (10,000
 images by default), report ACC/NMI/ARI on the whole held-out test split
 (``predict``). Every (dataset, seed) runs in a fresh process, one after the
 other, so wall time and peak memory are its own. Writes
-docs/benchmarks.md, docs/benchmarks.json and docs/benchmarks.png.
+benchmarks.md, benchmarks.json and benchmarks.png under --out (default results/).
 
 Usage:
     python benchmarks/real_images.py                       # everything, 3 seeds
@@ -278,7 +278,6 @@ def markdown(rows, skipped, agreement, meta):
             f"{step['seconds']['median'] / 60:.1f} (+{(final['seconds']['median'] - step['seconds']['median']) / 60:.1f} "
             f"self-labeling) | {final['n_seeds']} |"
         )
-    lines += ["", "What was tried, where the gaps are and why: [benchmarks-analysis.md](benchmarks-analysis.md)."]
     if skipped:
         lines += ["", "Skipped:", ""] + [f"- {name}: {reason}" for name, reason in skipped.items()]
     lines.append("")
@@ -319,7 +318,8 @@ def main():
     parser.add_argument("--test-size", type=int, default=None, help="default: the whole test split")
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--quick", action="store_true", help="tiny epochs and sizes, to check the harness")
-    parser.add_argument("--out", default=str(DOCS))
+    parser.add_argument("--out", default=str(ROOT / "results"),
+                        help="where to write benchmarks.md, .json and .png (default: results/, outside the docs)")
     parser.add_argument("--from-json", help="re-render the Markdown and PNG from a benchmarks.json, running nothing")
     parser.add_argument("--append", action="store_true",
                         help="add to the runs already in OUT/benchmarks.json (replacing those of the same data set and seed)")

@@ -142,7 +142,7 @@ def main():
         "",
         f"`python benchmarks/throughput.py {' '.join(_arguments(args))}`".replace("  ", " ").replace(" `", "`")
         + f" — {meta['date']}, {meta['cpus']} cores ({meta['cpu_capability']}, native bfloat16: "
-        f"{'yes' if meta['native_bfloat16'] else 'no'}), torch {meta['torch']}, commit {meta['commit']}.",
+        f"{'yes' if meta['native_bfloat16'] else 'no'}), torch {meta['torch']}.",
         "",
         "Images per second of one loop of each stage on random images (a SimCLR image counts once for its two "
         "views), and the CPU time it took: user (computing) and system (the kernel, mostly page faults).",

@@ -1,18 +1,17 @@
-"""Cluster a folder of photos from the command line, then assign new photos with the saved model.
+"""
+Cluster a folder of photos from the command line
+================================================
 
-Builds a folder of JPEG/PNG photos of varying sizes, some grayscale, one
-corrupt, from CIFAR-10 test images (four classes, 150 each) when the local
-copy exists, otherwise from scikit-learn's digits; then runs
+Builds a folder of JPEG and PNG photos of varying sizes, some grayscale, one corrupt, from
+CIFAR-10 test images (four classes, 150 each) when a local copy exists, otherwise from
+scikit-learn's digits; then runs::
 
     sklearn-scan cluster PHOTOS --n-clusters 4 --out RESULT --labels-from-folders
     sklearn-scan predict RESULT/model.pt NEW_PHOTOS
 
-Open RESULT/report.html in a browser. Run: python examples/folder_of_images.py [--out DIR]
-The command line runs with its defaults, so these colour photos are clustered on the shipped
-ImageNet backbone (the photos extra). Not re-measured since that change (2026-12-01); before it,
-with a small CNN trained from scratch (60 pretext epochs at 32 px, now `--backbone convnet`),
-it took 37 s on 2 CPU cores and gave ACC 0.50-0.53 over seeds 0-3. benchmarks/photo_folder.py
-measures the defaults on 1,000 photos of 10 classes (docs/benchmark-photos.md).
+and prints the accuracy against the folders. Open ``RESULT/report.html`` in a browser to see the
+clusters. The command line runs with its defaults: colour photos are clustered on the shipped
+ImageNet backbone (the ``photos`` extra). Run: ``python examples/folder_of_images.py [--out DIR]``.
 """
 
 import argparse

@@ -1,12 +1,12 @@
-"""Choose SCAN's entropy weight with GridSearchCV, with and without labels.
+"""
+Choose the entropy weight with GridSearchCV
+===========================================
 
-Run with ``.venv/bin/python examples/grid_search.py`` (2.5 minutes on 2 CPU cores, 2026-11-30;
-both searches chose entropy_weight=5).
-Without labels, GridSearchCV ranks models by ``SCANClusterer.score`` (minus the
-SCAN loss); with labels, by the Hungarian-matched accuracy. Both are printed so
-that you can see how far the label-free choice agrees with the labelled one.
-``memory`` caches the pretext encoder, so it is trained once per split, not
-once per candidate.
+Without labels, ``GridSearchCV`` ranks models by ``SCANClusterer.score`` (minus the SCAN loss);
+with labels, by the Hungarian-matched accuracy. Both searches run on scikit-learn's digits and
+are printed, so that you can see how far the label-free choice agrees with the labelled one.
+``memory`` caches the pretext encoder, so it is trained once per split, not once per candidate.
+Run: ``python examples/grid_search.py``.
 """
 
 import tempfile

@@ -80,7 +80,7 @@ def policy_for_images(n_channels, height, width, **changes):
     Fashion-MNIST (40 pretext epochs, seed-0 sample) the strong factors raised
     the neighbours' purity@20 from 0.718 to 0.744, k-means on the embedding
     from 0.592 to 0.674 and the SCAN heads to 0.699; the gamma then to 0.763,
-    0.683 and 0.719 (benchmarks/experiments/README.md, ninth session).
+    0.683 and 0.719 (benchmarks/experiments/README.md, the grayscale jitter).
     Tiny images (under 16 pixels) get milder crops and the milder jitter
     without gamma, as measured on 8x8 digits. Every kind
     trains the clustering step on these views of anchors and neighbours

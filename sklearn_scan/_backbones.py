@@ -127,9 +127,9 @@ class UnitLength(nn.Module):
 
 #: Features with at least this many columns are embeddings: "auto" clusters them with linear heads on
 #: unit-length rows ("normalized"); fewer columns (coordinates, pixels of tiny images) get the trained MLP.
-#: Measured in November 2026 with 200 head epochs (benchmarks/experiments/features_2d.py, test ACC):
+#: Measured with 200 head epochs (benchmarks/experiments/features_2d.py, test ACC):
 #: EfficientNet-Lite0 features of CIFAR-10 (1280 columns) k-means 0.451, MLP 0.484, normalized 0.552
-#: (2026-12-01, 30 head epochs at lr 1e-1, ``_pipeline.UNIT_ROWS_LEARNING_RATE``: 0.550/0.538/0.532);
+#: (30 head epochs at lr 1e-1, ``_pipeline.UNIT_ROWS_LEARNING_RATE``: 0.550/0.538/0.532);
 #: scikit-learn's digits as 64 pixel columns,
 #: seeds 0-2: k-means 0.79, MLP 0.909/0.814/0.831, normalized 0.829/0.831/0.827.
 NORMALIZED_MIN_FEATURES = 128

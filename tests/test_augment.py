@@ -144,6 +144,8 @@ def test_posterize_keeps_four_to_eight_bits():
 
 def test_solarize_threshold_spans_zero_to_one():
     torch.testing.assert_close(_augment._solarize(GRAY, at(0)), GRAY)  # threshold 1: nothing inverted
+    white = torch.ones(2, 1, 4, 4)
+    torch.testing.assert_close(_augment._solarize(white, at(0)), white)  # not even pure white
     torch.testing.assert_close(_augment._solarize(EDGES, at(1)), 1 - EDGES)  # threshold 0: everything
 
 
@@ -200,3 +202,42 @@ def test_views_encoder_keeps_the_batch_layout():
 
     ViewsEncoder(Spy(), policy_for_images(3, 16, 16), 2, make_generator(0))(images)
     assert layouts == [True, True, True]
+
+
+def test_autocontrast_stretches_each_channel_and_keeps_a_constant_one():
+    torch.testing.assert_close(_augment._autocontrast(EDGES, at(0.5)), (EDGES - 0.25) / 0.5)
+    torch.testing.assert_close(_augment._autocontrast(GRAY, at(0.5)), GRAY)  # not turned black
+
+
+def test_equalize_spreads_the_levels_and_keeps_a_constant_channel():
+    dark = torch.linspace(0, 0.25, 64).view(1, 1, 8, 8).repeat(2, 1, 1, 1)
+    out = _augment._equalize(dark, at(0.5))
+    assert out.min().item() == 0 and out.max().item() == 1  # a dark ramp now spans the whole range
+    assert torch.all(out.flatten(1).diff(dim=1) >= 0)  # in the same order
+    torch.testing.assert_close(_augment._equalize(GRAY, at(0.5)), GRAY)
+
+
+def test_paper_recipe_applies_four_distinct_operations(monkeypatch):
+    calls = []
+    real_apply = _augment._apply_randaugment
+
+    def spy(images, photometric, chosen, *rest):
+        calls.append(([operation.__name__ for operation in photometric], chosen.clone()))
+        return real_apply(images, photometric, chosen, *rest)
+
+    monkeypatch.setattr(_augment, "_apply_randaugment", spy)
+    for channels, n_operations in ((3, 14), (1, 13)):  # RandAugment's 14; saturation needs colour
+        policy = dataclasses.replace(policy_for_images(channels, 16, 16), strong_recipe="paper")
+        strong_views(batch(channels, n=256), policy, make_generator(0))
+        names, chosen = calls[-1]
+        assert "_equalize" in names and len(names) + len(_augment.GEOMETRIC_OPS) == n_operations
+        assert chosen.shape == (256, n_operations)
+        assert torch.all(chosen.sum(dim=1) == 4)  # four per image, never one twice
+        assert torch.all(chosen.sum(dim=0) > 0)  # every operation is drawn
+
+
+def test_paper_recipe_cutout_is_grey_and_of_random_size():
+    out = _augment._cutout(torch.ones(256, 1, 16, 16), 0.5, make_generator(0), random_size=True, fill=0.5)
+    grey = (out == 0.5).sum(dim=(1, 2, 3))
+    assert set(torch.unique(out).tolist()) == {0.5, 1.0}
+    assert grey.max().item() <= 64 and grey.min().item() <= 4 and len(torch.unique(grey)) > 10

@@ -433,6 +433,8 @@ def test_custom_backbone_callable_and_errors():
         (np.zeros((10, 8, 8)), {"augmentation_params": {"gamma": 0.5}}, r"gamma'\] must be a finite number"),
         (np.zeros((10, 8, 8)), {"augmentation_params": {"gamma": float("inf")}}, r"gamma'\] must be a finite number"),
         (np.zeros((10, 2)), {"selflabel_params": {"ema_decay": 1.0}}, r"ema_decay'\] must be None or a number"),
+        (np.zeros((10, 2)), {"selflabel_params": {"guard": "yes"}}, r"guard'\] must be True or False"),
+        (np.zeros((10, 8, 8)), {"augmentation_params": {"strong_recipe": "fancy"}}, r"strong_recipe'\] must be one of"),
         (np.zeros((10, 2)), {"device": "cuda:7" if not torch.cuda.is_available() else "tpu"}, "device"),
     ],
 )
@@ -553,3 +555,12 @@ def test_load_a_file_saved_before_the_cnn_pooled_first(tmp_path):
     torch.save(state, path)
     restored = SCANClusterer.load(path)
     np.testing.assert_allclose(restored.predict_proba(images), expected, rtol=1e-6)
+
+
+def test_every_parameter_and_attribute_is_documented():
+    docscrape = pytest.importorskip("numpydoc.docscrape")
+    doc = docscrape.ClassDoc(SCANClusterer)
+    documented = {name.strip() for entry in doc["Parameters"] for name in entry.name.split(",")}
+    assert documented == set(SCANClusterer().get_params())
+    attributes = {entry.name for entry in doc["Attributes"]}
+    assert {"labels_", "confidence_", "neighbors_", "model_", "history_", "n_features_in_"} <= attributes

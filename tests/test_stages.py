@@ -192,6 +192,44 @@ def test_selflabel_rolls_back_when_the_confident_share_collapses():
     torch.testing.assert_close(model.weight, torch.tensor([[-1.2], [0.0]]))
 
 
+def test_selflabel_guard_keeps_the_starting_weights_when_no_epoch_improves_the_criterion():
+    X, _ = two_groups()
+    model = skewed_model(X)
+    start = copy.deepcopy(model.state_dict())
+    history = []
+    calls = []
+
+    def criterion(module):  # worse after every epoch
+        calls.append(1)
+        return float(len(calls))
+
+    train_selflabel(model, X, n_clusters=2, confidence_threshold=0.99, epochs=3, batch_size=32, device=CPU,
+                    generator=make_generator(0), images=False, learning_rate=0.05, criterion=criterion,
+                    history=history)
+    assert len(calls) == 4  # before training and after each epoch
+    assert history[-1] == {"stage": "selflabel_guard", "kept_epoch": 0, "start_criterion": 1.0, "kept_criterion": 1.0}
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, start[name])
+
+
+def test_selflabel_guard_keeps_the_epoch_with_the_lowest_criterion():
+    X, _ = two_groups()
+    model = skewed_model(X)
+    weights = []
+
+    def criterion(module):  # lowest after the second epoch
+        weights.append(module[1].weight.detach().clone())
+        return [3.0, 2.0, 1.0, 2.5][len(weights) - 1]
+
+    history = []
+    train_selflabel(model, X, n_clusters=2, confidence_threshold=0.99, epochs=3, batch_size=32, device=CPU,
+                    generator=make_generator(0), images=False, learning_rate=0.05, criterion=criterion,
+                    history=history)
+    assert history[-1]["kept_epoch"] == 2 and [entry.get("criterion") for entry in history[:3]] == [2.0, 1.0, 2.5]
+    assert not torch.equal(weights[2], weights[3])  # the last epoch moved the weights...
+    torch.testing.assert_close(model[1].weight, weights[2])  # ...and the second epoch's came back
+
+
 def test_mixed_precision_setting_decides_bfloat16():
     from sklearn_scan._torch_utils import autocast, mixed_precision, uses_bfloat16
 
