@@ -2,7 +2,9 @@
 
 import copy
 import dataclasses
+import inspect
 import os
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -302,12 +304,36 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             )
         else:
             source = ArraySource(*self._validate(X, reset=True))
+        self._warn_unused_parameters(source, is_image_collection(X), config)
         result = fit_pipeline(source, config)
         for field in dataclasses.fields(result):
             setattr(self, f"{field.name}_", getattr(result, field.name))
         if is_image_collection(X):
             self.n_features_in_ = result.input_shape[1]  # the image height, as X.shape[1] of an array of images
         return self
+
+    def _warn_unused_parameters(self, source, collection, config):
+        """One UserWarning naming every parameter set away from its default that this data's route ignores."""
+        defaults = {name: parameter.default for name, parameter in inspect.signature(type(self)).parameters.items()}
+        changed = {name for name, value in self.get_params(deep=False).items()
+                   if not (value is defaults[name] or (isinstance(value, (str, int, float, bool)) and value == defaults[name]))}
+        reasons = {}
+        if not source.images:
+            for name in ("pretext", "pretext_epochs", "pretext_params", "augmentation_params"):
+                reasons[name] = "2-D features get no pretext and no augmentation"
+            # Asking for no pretext is what features get anyway.
+            changed -= {name for name, none in (("pretext", "none"), ("pretext_epochs", 0))
+                        if isinstance(getattr(self, name), str | int) and getattr(self, name) == none}
+        if not collection:
+            for name in ("image_size", "n_jobs"):
+                reasons[name] = "they apply to image files and Datasets; arrays are used as they are"
+        if config.selflabel_epochs == 0:
+            for name in ("selflabel_params", "confidence_threshold"):
+                reasons[name] = "self-labeling does not run (selflabel_epochs is 0 or 'auto'); set selflabel_epochs"
+        unused = sorted(changed & set(reasons))
+        if unused:
+            warnings.warn("Parameters with no effect on this fit: " + "; ".join(
+                f"{name} ({reasons[name]})" for name in unused) + ".", UserWarning, stacklevel=3)
 
     def _config(self, X):
         """The configuration of the stages for a fit on X: every "auto" that X alone decides is resolved.

@@ -564,3 +564,32 @@ def test_every_parameter_and_attribute_is_documented():
     assert documented == set(SCANClusterer().get_params())
     attributes = {entry.name for entry in doc["Attributes"]}
     assert {"labels_", "confidence_", "neighbors_", "model_", "history_", "n_features_in_"} <= attributes
+
+
+@pytest.mark.parametrize(
+    "X, params, named",
+    [
+        (np.random.default_rng(0).random((40, 3)), {"pretext_epochs": 5, "augmentation_params": {"flip": True}},
+         ["augmentation_params", "pretext_epochs"]),
+        (np.random.default_rng(0).random((40, 8, 8)), {"image_size": 32, "n_jobs": 2}, ["image_size", "n_jobs"]),
+        (np.random.default_rng(0).random((40, 3)),
+         {"selflabel_epochs": 0, "selflabel_params": {"guard": False}, "confidence_threshold": 0.9},
+         ["confidence_threshold", "selflabel_params"]),
+    ],
+)
+def test_a_parameter_with_no_effect_on_the_route_gets_a_warning(X, params, named):
+    with pytest.warns(UserWarning, match="no effect on this fit") as record:
+        SCANClusterer(**fast_params(n_clusters=2, **params)).fit(X)
+    message = str(next(w.message for w in record if "no effect on this fit" in str(w.message)))
+    for name in named:
+        assert name in message
+
+
+def test_no_warning_for_parameters_the_route_uses():
+    import warnings
+
+    X = np.random.default_rng(0).random((40, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        SCANClusterer(**fast_params(n_clusters=2, pretext="none", pretext_epochs=0, selflabel_epochs=1,
+                                    confidence_threshold=0.5)).fit(X)
