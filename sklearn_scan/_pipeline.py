@@ -320,7 +320,9 @@ def _run_stages(source, config):
         views, features = torch.from_numpy(features[:, 1:]), np.ascontiguousarray(features[:, 0])
     check_sample_count(len(features), config.n_clusters, config.n_neighbors)
     metric = config.metric if config.metric != "auto" else ("cosine" if source.images else "euclidean")
-    neighbors = mine_neighbors(features, config.n_neighbors, metric=metric, random_state=config.seeds.neighbors)
+    neighbors = mine_neighbors(
+        features, config.n_neighbors, metric=metric, random_state=config.seeds.neighbors, device=config.device
+    )
     history.append({"stage": "neighbors", "n_neighbors": config.n_neighbors, "metric": metric, "views": n_views})
     clock.lap("embedding and neighbours")
 

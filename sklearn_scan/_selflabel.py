@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from ._distributed import Processes, global_sum
 from ._torch_utils import (
     autocast,
     cosine_schedule,
@@ -17,16 +18,21 @@ from ._torch_utils import (
 )
 
 
-def balanced_cross_entropy(logits, pseudo_labels, n_clusters):
+def balanced_cross_entropy(logits, pseudo_labels, n_clusters, processes=Processes()):
     """Cross-entropy with class weights inversely proportional to pseudo-label counts.
 
     logits: (B, C); pseudo_labels: (B,) ints. Clusters with few confident samples
     in the batch weigh as much in total as crowded ones. Returns a scalar.
+    With ``processes`` of a data-parallel fit, each process passes its share of
+    the global batch: the counts are the global batch's, and the mean over
+    processes of the returned losses is the global batch's loss.
     """
-    counts = torch.bincount(pseudo_labels, minlength=n_clusters).float()
+    counts = global_sum(torch.bincount(pseudo_labels, minlength=n_clusters).float(), processes)
     weights = torch.where(counts > 0, 1.0 / counts.clamp_min(1.0), torch.zeros_like(counts))
     weights = weights * (counts > 0).sum() / weights.sum()
-    return F.cross_entropy(logits.float(), pseudo_labels, weight=weights)
+    per_sample = F.cross_entropy(logits.float(), pseudo_labels, weight=weights, reduction="none")
+    total_weight = global_sum(weights[pseudo_labels].sum(), processes)
+    return per_sample.sum() * processes.world_size / total_weight
 
 
 #: Self-labeling stops, and returns to the weights of the last good epoch, when the share of confident

@@ -43,15 +43,53 @@ def test_mine_neighbors_rejects_bad_arguments():
         mine_neighbors(features, 5)
     with pytest.raises(ValueError, match="metric"):
         mine_neighbors(features, 2, metric="manhattan")
-    with pytest.raises(ValueError, match="method"):
-        mine_neighbors(features, 2, method="faiss")
+    with pytest.raises(ValueError, match="method must be one of"):
+        mine_neighbors(features, 2, method="annoy")
 
 
 def test_exact_search_in_small_chunks_gives_the_same_neighbours():
     from sklearn_scan._neighbors import _exact_neighbors
 
     features = torch.from_numpy(np.random.default_rng(1).normal(size=(250, 5)).astype(np.float32))
-    whole = _exact_neighbors(features, 6, "cosine")
-    # 1000 values per chunk: 4 rows of 250 distances at a time.
-    chunked = _exact_neighbors(features, 6, "cosine", chunk_elements=1000)
+    whole = _exact_neighbors(features, 6, "cosine", torch.device("cpu"))
+    # 1000 values per block: 4 rows of 250 distances at a time.
+    chunked = _exact_neighbors(features, 6, "cosine", torch.device("cpu"), block_elements=1000)
     assert (whole == chunked).mean() > 0.99
+
+
+def test_faiss_neighbors_are_nearly_exact_and_exclude_self():
+    pytest.importorskip("faiss")
+    features = np.random.default_rng(2).normal(size=(2000, 8)).astype(np.float32)
+    for metric in ("cosine", "euclidean"):
+        approximate = mine_neighbors(features, 10, metric=metric, method="faiss")
+        exact = mine_neighbors(features, 10, metric=metric, method="exact")
+        recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approximate, exact)])
+        assert recall > 0.95 and approximate.shape == (2000, 10)
+        assert not (approximate == np.arange(2000)[:, None]).any()
+
+
+def test_auto_chooses_exact_search_for_small_sets_and_an_index_above(monkeypatch):
+    from sklearn_scan import _neighbors
+
+    assert _neighbors._auto_method(20_000, torch.device("cpu")) == "exact"
+    assert _neighbors._auto_method(1_000_000, torch.device("cuda")) == "exact"  # exact on a GPU
+    monkeypatch.setattr(_neighbors.importlib.util, "find_spec", lambda name: None)
+    assert _neighbors._auto_method(20_001, torch.device("cpu")) == "pynndescent"
+    monkeypatch.setattr(_neighbors.importlib.util, "find_spec", lambda name: object())
+    assert _neighbors._auto_method(20_001, torch.device("cpu")) == "faiss"
+
+
+def test_pynndescent_keeps_the_nearest_of_a_wider_graph(monkeypatch):
+    from sklearn_scan import _neighbors
+
+    built = {}
+    real = __import__("pynndescent").NNDescent
+
+    def spy(features, **kwargs):
+        built.update(kwargs)
+        return real(features, **kwargs)
+
+    monkeypatch.setattr("pynndescent.NNDescent", spy)
+    features = np.random.default_rng(3).normal(size=(500, 4)).astype(np.float32)
+    found = _neighbors.mine_neighbors(features, 5, method="pynndescent", random_state=0)
+    assert built["n_neighbors"] == _neighbors.PYNNDESCENT_GRAPH_NEIGHBORS and found.shape == (500, 5)

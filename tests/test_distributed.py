@@ -1,0 +1,90 @@
+"""Losses of a data-parallel fit: two gloo processes on the CPU against one process on the same global batch."""
+
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from sklearn_scan._distributed import Processes, launched_processes, share_of
+from sklearn_scan._ntxent import NTXentLoss
+from sklearn_scan._scan_loss import SCANLoss
+from sklearn_scan._selflabel import balanced_cross_entropy
+
+WORLD_SIZE = 2
+BATCH = 8  # the global batch; each process holds 4
+
+
+def global_batch():
+    generator = torch.Generator().manual_seed(0)
+    return {
+        "view_a": torch.randn(BATCH, 6, generator=generator),
+        "view_b": torch.randn(BATCH, 6, generator=generator),
+        "anchors": torch.randn(BATCH, 3, 5, generator=generator),  # (B, heads, clusters)
+        "neighbors": torch.randn(BATCH, 3, 5, generator=generator),
+        "logits": torch.randn(BATCH, 5, generator=generator),
+        "labels": torch.tensor([0, 0, 0, 1, 2, 2, 4, 0]),
+    }
+
+
+def losses_and_gradients(batch, processes):
+    """Each loss on this process's rows of the batch, and its gradients with respect to them."""
+    rows = slice(processes.rank * BATCH // processes.world_size, (processes.rank + 1) * BATCH // processes.world_size)
+    inputs = {name: value[rows].clone().requires_grad_(value.is_floating_point()) for name, value in batch.items()}
+    results = {}
+    losses = {
+        "ntxent": lambda: NTXentLoss(0.5, processes)(inputs["view_a"], inputs["view_b"]),
+        "scan": lambda: SCANLoss(5.0, processes)(inputs["anchors"], inputs["neighbors"])[0].sum(),
+        "balanced_cross_entropy": lambda: balanced_cross_entropy(inputs["logits"], inputs["labels"], 5, processes),
+    }
+    for name, loss_of in losses.items():
+        for tensor in inputs.values():
+            tensor.grad = None
+        loss = loss_of()
+        loss.backward()
+        results[name] = (loss.detach(), {key: value.grad.clone() for key, value in inputs.items()
+                                          if value.grad is not None})
+    return results
+
+
+def _worker(rank, rendezvous, out_dir):
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=WORLD_SIZE)
+    try:
+        results = losses_and_gradients(global_batch(), Processes(rank, WORLD_SIZE, rank))
+        torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_losses_across_two_processes_are_those_of_the_global_batch(tmp_path):
+    mp.spawn(_worker, args=(str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
+    ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(WORLD_SIZE)]
+    single = losses_and_gradients(global_batch(), Processes())
+    for name, (loss, gradients) in single.items():
+        # Data-parallel training averages the processes' gradients, so the loss it minimises is their mean...
+        mean_loss = sum(rank[name][0] for rank in ranks) / WORLD_SIZE
+        torch.testing.assert_close(mean_loss, loss, rtol=1e-5, atol=1e-6)
+        # ...and each process's gradient, so averaged, is the global batch's gradient for its rows.
+        for key, gradient in gradients.items():
+            gathered = torch.cat([rank[name][1][key] for rank in ranks]) / WORLD_SIZE
+            torch.testing.assert_close(gathered, gradient, rtol=1e-4, atol=1e-6)
+
+
+def test_one_process_without_torchrun(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert launched_processes() == Processes(0, 1, 0)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert launched_processes() == Processes(3, 4, 1)
+
+
+def test_shares_cover_every_sample_once():
+    shares = [share_of(10, Processes(rank, 3, rank)) for rank in range(3)]
+    assert sorted(torch.cat(shares).tolist()) == list(range(10))
+    assert [len(share) for share in shares] == [4, 3, 3]
+
+
+if __name__ == "__main__":
+    pytest.main([__file__])
