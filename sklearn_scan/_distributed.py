@@ -82,3 +82,72 @@ def gather_batches(tensor, processes):
     if not processes.distributed:
         return tensor
     return torch.cat(distributed_functional.all_gather(tensor))
+
+
+def local_batches(n_local, batch_size, processes):
+    """``(this process's batch size, steps per epoch)`` for global batches of ``batch_size``.
+
+    Each process takes ``batch_size / world_size`` samples a step, and all
+    take as many steps as the smallest share allows.
+    """
+    from ._torch_utils import n_batches
+
+    local_size = max(2, batch_size // processes.world_size)
+    fewest = n_local
+    if processes.distributed:
+        counts = torch.tensor([n_local])
+        dist.all_reduce(counts, op=dist.ReduceOp.MIN)
+        fewest = int(counts)
+    return local_size, n_batches(fewest, local_size)
+
+
+def data_parallel(model, device, processes):
+    """``model`` wrapped for data-parallel training (DDP averages its gradients), or as it is in one process."""
+    if not processes.distributed:
+        return model
+    if device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index])
+    return torch.nn.parallel.DistributedDataParallel(model)
+
+
+def mean_over_processes(value, processes):
+    """The mean of a float over all processes (for the progress bar and history)."""
+    if not processes.distributed:
+        return value
+    return float(global_sum(torch.tensor(float(value), dtype=torch.float64), processes)) / processes.world_size
+
+
+def gather_by_position(rows, positions, processes):
+    """Every process's ``rows`` (n_r, ...) numpy array, put in the order of their global ``positions`` (n_r,).
+
+    Returns ``(rows of all processes (sum n_r, ...), their positions, sorted)``.
+    """
+    import numpy as np
+
+    if not processes.distributed:
+        return rows, positions
+    parts = [None] * processes.world_size
+    dist.all_gather_object(parts, (rows, positions))
+    rows = np.concatenate([part[0] for part in parts])
+    positions = np.concatenate([part[1] for part in parts])
+    order = np.argsort(positions, kind="stable")
+    return rows[order], positions[order]
+
+
+def from_main_process(value, processes):
+    """``value`` as the main process (rank 0) has it, on every process (any picklable object)."""
+    if not processes.distributed:
+        return value
+    box = [value if processes.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_lists(items, processes):
+    """Every process's list, concatenated in rank order."""
+    if not processes.distributed:
+        return list(items)
+    parts = [None] * processes.world_size
+    dist.all_gather_object(parts, list(items))
+    return [item for part in parts for item in part]

@@ -15,6 +15,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
+from ._distributed import join_processes
 from ._images import collection_channels, collection_names, is_image_collection
 from ._inputs import check_same_kind_of_input, to_model_inputs
 from ._neighbors import mine_neighbors
@@ -348,8 +349,12 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         pretext = self.pretext
         if pretext == "auto":
             pretext = "none" if is_pretrained_name(backbone) else "simclr"
+        device = resolve_device(self.device)
+        processes = join_processes(device.type)  # several under torchrun; one otherwise
+        if processes.distributed and device.type == "cuda" and self.device == "auto":
+            device = torch.device("cuda", processes.local_rank)
         resolved = dict(
-            backbone=backbone, pretext=pretext, device=resolve_device(self.device),
+            backbone=backbone, pretext=pretext, device=device, processes=processes,
             selflabel_epochs=AUTO_SELFLABEL_EPOCHS if self.selflabel_epochs == "auto" else self.selflabel_epochs,
             **{name: check_stage_params(name, getattr(self, name)) for name in STAGE_PARAMS},
         )

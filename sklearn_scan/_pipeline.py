@@ -38,6 +38,7 @@ from ._pretext import train_pretext
 from ._pretrained import is_pretrained_name
 from ._scan import choose_heads, scan_loss_of_predictions, train_scan
 from ._selflabel import train_selflabel
+from ._distributed import Processes, from_main_process, gather_by_position, gather_lists, global_sum
 from ._torch_utils import make_generator, mixed_precision, predict_in_batches, reuse_freed_memory, seeded
 
 #: Keys each ``*_params`` dict of the estimator accepts.
@@ -240,6 +241,7 @@ class FitConfig:
     seeds: StageSeeds
     mixed_precision: object
     verbose: int
+    processes: Processes = Processes()
 
     @property
     def embeds_once(self):
@@ -295,11 +297,17 @@ def fit_pipeline(source, config):
 
 def _run_stages(source, config):
     clock = StageClock()
+    processes = config.processes
+    whole = source
+    if processes.distributed:
+        check_distributed_route(config)
+        source = source.share(processes)
     if not config.embeds_once:
         source = source.in_memory()
-    check_sample_count(source.n_samples, config.n_clusters, config.n_neighbors)
+    n_samples = int(global_sum(torch.tensor(source.n_samples), processes))
+    check_sample_count(n_samples, config.n_clusters, config.n_neighbors)
     policy = policy_for_images(*source.input_shape, **config.augmentation_params) if source.images else None
-    encoder, backbone_name, history = train_encoder(source, config, policy)
+    encoder, backbone_name, history = train_encoder(source, config, policy, n_samples)
     clock.lap("pretext")
 
     # The MLP on user-given features is the model itself: it always trains; "normalized" has nothing to train.
@@ -312,6 +320,11 @@ def _run_stages(source, config):
     if backbone_name == "mlp" and MINE_FEATURES_FOR_MLP:
         embedder = encoder.standardize
     features, image_names, skipped = source.embed(embedder, config.device, config.batch_size)
+    anchors = None
+    if processes.distributed:
+        features, image_names, skipped, anchors = gather_embedding(features, image_names, skipped, whole, processes)
+        if not freeze:  # the network trains on the images of any anchor's neighbours: every process holds them all
+            source = whole.in_memory().to(config.device)
     # With views, features is (N, 1 + n_views, F): the images' own features (to mine neighbours) first.
     # The heads train on the views alone, as the paper's frozen-backbone protocol augments every image: on
     # CIFAR-10 EfficientNet features, 0.645 against 0.614 with the images' own features among the views.
@@ -320,9 +333,12 @@ def _run_stages(source, config):
         views, features = torch.from_numpy(features[:, 1:]), np.ascontiguousarray(features[:, 0])
     check_sample_count(len(features), config.n_clusters, config.n_neighbors)
     metric = config.metric if config.metric != "auto" else ("cosine" if source.images else "euclidean")
-    neighbors = mine_neighbors(
-        features, config.n_neighbors, metric=metric, random_state=config.seeds.neighbors, device=config.device
-    )
+    neighbors = None
+    if processes.is_main:  # mined once, by the main process
+        neighbors = mine_neighbors(
+            features, config.n_neighbors, metric=metric, random_state=config.seeds.neighbors, device=config.device
+        )
+    neighbors = from_main_process(neighbors, processes)
     history.append({"stage": "neighbors", "n_neighbors": config.n_neighbors, "metric": metric, "views": n_views})
     clock.lap("embedding and neighbours")
 
@@ -330,9 +346,10 @@ def _run_stages(source, config):
         learning_rate = UNIT_ROWS_LEARNING_RATE
     else:
         learning_rate = HEADS_LEARNING_RATE if freeze else NETWORK_LEARNING_RATE
-    anchors = PRETEXT_ENCODER_SCAN_IMAGES if freeze and pretext_trained else SCAN_IMAGES
+    scan_images = PRETEXT_ENCODER_SCAN_IMAGES if freeze and pretext_trained else SCAN_IMAGES
     model, head_losses, interrupted = clustering_step(
-        encoder, source, features, neighbors, policy, freeze, config, history, learning_rate, anchors, views=views
+        encoder, source, features, neighbors, policy, freeze, config, history, learning_rate, scan_images,
+        views=views, anchors=anchors,
     )
     clock.lap("clustering step")
     if config.selflabel_epochs > 0 and not interrupted:
@@ -352,6 +369,30 @@ def _run_stages(source, config):
     )
 
 
+def check_distributed_route(config):
+    """A clear error for what a data-parallel fit does not do yet."""
+    if config.selflabel_epochs > 0:
+        raise ValueError(
+            "Self-labeling does not run across processes yet (torchrun): pass selflabel_epochs=0, or fit in one "
+            "process."
+        )
+
+
+def gather_embedding(features, row_names, skipped, whole, processes):
+    """Every process's features of its share, in the order of the whole source.
+
+    features: (n_r, ...) of this process's rows, named by their positions in
+    ``whole``. Returns ``(features (N, ...), names of the N rows or None for
+    arrays, skipped items of all processes, rows of this process's samples
+    among the N)``.
+    """
+    local_positions = np.asarray(row_names, dtype=np.int64)
+    features, positions = gather_by_position(features, local_positions, processes)
+    skipped = gather_lists(skipped, processes)
+    names = None if whole.names is None else [whole.names[position] for position in positions]
+    return features, names, skipped, torch.from_numpy(np.searchsorted(positions, local_positions))
+
+
 def scan_views(policy, pretext_trained, n_channels):
     """Weak views per image that heads on a frozen encoder train on: ``policy.scan_views``, or for "auto"
     ``AUTO_SCAN_VIEWS`` for colour images on an encoder no pretext trained, else 0; 0 without ``augment_scan``.
@@ -363,10 +404,11 @@ def scan_views(policy, pretext_trained, n_channels):
     return int(policy.scan_views)
 
 
-def train_encoder(source, config, policy):
+def train_encoder(source, config, policy, n_samples):
     """The pretext stage: ``(encoder on the CPU in eval mode, backbone name, history)`` for ``source``.
 
     ``policy``: the augmentation policy of the images (None for features); its weak-view fields shape the views.
+    n_samples: how many samples the fit has (more than ``source`` holds in a data-parallel fit).
 
     A SimCLR pretext is cached in ``config.memory``; an encoder that learns
     nothing from the data (``pretext="none"``, or no epochs) is only built.
@@ -374,7 +416,7 @@ def train_encoder(source, config, policy):
     pretext = config.pretext if source.images else "none"
     if source.images and pretext == "none" and config.pretext_epochs not in ("auto", 0):
         warnings.warn(_no_pretext_message(config), UserWarning)
-    epochs = auto_pretext_epochs(config.pretext_epochs, source.n_samples)
+    epochs = auto_pretext_epochs(config.pretext_epochs, n_samples)
     if pretext == "none" or epochs == 0:
         statistics = None
         if needs_data_statistics(config.backbone, pretext):
@@ -385,8 +427,7 @@ def train_encoder(source, config, policy):
                 weights=config.backbone_weights,
             )
         return encoder.cpu().eval(), backbone_name, []
-    pretrain = check_memory(config.memory).cache(_pretrain_encoder, ignore=["verbose"])
-    pretrained = pretrain.call_and_shelve(
+    arguments = (
         source.inputs.numpy(), config.backbone, config.backbone_weights, epochs, config.batch_size,
         config.pretext_params,
         # Every field the pretext's views use, defaults included (so that a change of default retrains), and
@@ -394,6 +435,10 @@ def train_encoder(source, config, policy):
         {field: getattr(policy, field) for field in WEAK_VIEW_FIELDS},
         config.device, config.mixed_precision, config.seeds.pretext, config.verbose,
     )
+    if config.processes.distributed:  # each process holds a share of the images: nothing to cache
+        encoder, backbone_name, history = _pretrain_encoder(*arguments, processes=config.processes)
+        return encoder, backbone_name, list(history)
+    pretrained = check_memory(config.memory).cache(_pretrain_encoder, ignore=["verbose"]).call_and_shelve(*arguments)
     encoder, backbone_name, history = pretrained.get()
     if history and history[-1].get("interrupted"):
         pretrained.clear()  # never keep a half-trained encoder in the cache
@@ -409,13 +454,14 @@ def _no_pretext_message(config):
 
 def _pretrain_encoder(
     images, backbone, backbone_weights, epochs, batch_size, pretext_params, augmentation, device, precision, seed,
-    verbose,
+    verbose, processes=Processes(),
 ):
     """Build an image encoder and train it with SimCLR for ``epochs`` epochs.
 
     images: (N, C, H, W) numpy array as :func:`~sklearn_scan._inputs.to_model_inputs` makes it.
     A plain function of its arguments, so ``memory`` can cache it (``precision``, the
-    ``mixed_precision`` setting, is one of them since it changes the result). Returns
+    ``mixed_precision`` setting, is one of them since it changes the result). With ``processes``
+    of a data-parallel fit, ``images`` is this process's share. Returns
     ``(encoder on the CPU, backbone name, pretext history)``.
     """
     images = torch.from_numpy(images).to(device)
@@ -428,21 +474,21 @@ def _pretrain_encoder(
         )
         encoder, _ = train_pretext(
             encoder, images, policy=policy_for_images(*images.shape[1:], **augmentation), epochs=epochs,
-            batch_size=batch_size, device=device, generator=make_generator(seed), verbose=verbose,
-            history=history, **pretext_params,
+            batch_size=batch_size, device=device, generator=make_generator(seed + processes.rank), verbose=verbose,
+            history=history, processes=processes, **pretext_params,
         )
     return encoder.cpu().eval(), backbone_name, history
 
 
-def clustering_step(encoder, source, features, neighbors, policy, freeze, config, history, learning_rate, anchors,
-                    views=None):
+def clustering_step(encoder, source, features, neighbors, policy, freeze, config, history, learning_rate, scan_images,
+                    views=None, anchors=None):
     """Train ``config.n_heads`` heads with the SCAN loss and keep the mean of the ``AVERAGED_HEADS`` lowest-loss ones.
 
     features: (N, F) embedding of ``source``; neighbors: (N, k). With ``freeze``
     the heads train on ``features``, or on ``views`` (N, V, F) when given (one of
     each sample's V feature vectors drawn per step); otherwise with the encoder
     on the images (weakly augmented when ``policy.augment_scan``). learning_rate:
-    Adam's, unless ``config.scan_params`` sets one; anchors: how many ``scan_epochs="auto"``
+    Adam's, unless ``config.scan_params`` sets one; scan_images: how many ``scan_epochs="auto"``
     shows the heads (the MLP on 2-D features always gets ``MLP_SCAN_EPOCHS``). Returns
     ``(ClusterModel of the encoder and the kept head, head losses (n_heads,), interrupted)``.
     """
@@ -462,10 +508,11 @@ def clustering_step(encoder, source, features, neighbors, policy, freeze, config
     if config.scan_epochs == "auto" and not (freeze or on_images):
         epochs = MLP_SCAN_EPOCHS
     else:
-        epochs = auto_epochs(config.scan_epochs, len(inputs), anchors, SCAN_EPOCHS_RANGE)
+        epochs = auto_epochs(config.scan_epochs, len(inputs), scan_images, SCAN_EPOCHS_RANGE)
     trainable, interrupted = train_scan(
         trainable, train_inputs, neighbors, entropy_weight=config.entropy_weight, epochs=epochs, augment=augment,
-        images=on_images, generator=make_generator(config.seeds.scan), history=history,
+        images=on_images, generator=make_generator(config.seeds.scan + config.processes.rank), history=history,
+        anchors=anchors, processes=config.processes,
         batch_size=config.batch_size, device=device, verbose=config.verbose,
         **{"learning_rate": learning_rate, **config.scan_params},
     )

@@ -4,11 +4,11 @@ import torch
 from torch import nn
 
 from ._augment import weak_views
+from ._distributed import Processes, data_parallel, local_batches, mean_over_processes
 from ._ntxent import DEFAULT_TEMPERATURE, NTXentLoss
 from ._torch_utils import (
     autocast,
     cosine_schedule,
-    n_batches,
     prepare_module,
     run_epochs,
     shuffled_batches,
@@ -39,27 +39,31 @@ def train_pretext(
     learning_rate=1e-3,
     weight_decay=1e-6,
     projection_dim=128,
+    processes=Processes(),
     verbose=0,
     history=None,
 ):
     """Train ``encoder`` in place with SimCLR's NT-Xent loss on two views per image.
 
     encoder: an :class:`~sklearn_scan._backbones.Encoder`, (B, C, H, W) -> (B, F).
-    images: (N, C, H, W) tensor, uint8 or float in [0, 1], on any device.
+    images: (N, C, H, W) tensor, uint8 or float in [0, 1], on any device: with
+    ``processes`` of a data-parallel fit, this process's share, of which it
+    takes ``batch_size / world_size`` images a step.
     Returns ``(encoder, interrupted)``; the encoder is on ``device``.
     """
     history = [] if history is None else history
     encoder = prepare_module(encoder, device, images=True)
     head = projection_head(encoder.out_features, projection_dim).to(device)
-    model = nn.Sequential(encoder, head)
-    loss_fn = NTXentLoss(temperature)
+    model = data_parallel(nn.Sequential(encoder, head), device, processes)
+    loss_fn = NTXentLoss(temperature, processes)
+    local_size, n_steps = local_batches(len(images), batch_size, processes)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
-    scheduler = cosine_schedule(optimizer, epochs * n_batches(len(images), batch_size))
+    scheduler = cosine_schedule(optimizer, epochs * n_steps)
     model.train()
 
     def train_one_epoch(epoch):
         total, count = torch.zeros((), device=device), 0
-        for indices in shuffled_batches(len(images), batch_size, generator):
+        for indices in shuffled_batches(len(images), local_size, generator, n_steps):
             batch = to_device(images[indices], device, images=True)
             view_a = weak_views(batch, policy, generator)
             view_b = weak_views(batch, policy, generator)
@@ -72,8 +76,8 @@ def train_pretext(
             scheduler.step()
             total += loss.detach()
             count += 1
-        return {"loss": (total / count).item()}
+        return {"loss": mean_over_processes((total / count).item(), processes)}
 
-    interrupted = run_epochs("pretext", epochs, train_one_epoch, verbose, history)
+    interrupted = run_epochs("pretext", epochs, train_one_epoch, verbose if processes.is_main else 0, history)
     encoder.eval()
     return encoder, interrupted

@@ -4,11 +4,11 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from ._distributed import Processes, data_parallel, local_batches, mean_over_processes
 from ._scan_loss import SCANLoss
 from ._torch_utils import (
     autocast,
     cosine_schedule,
-    n_batches,
     prepare_module,
     run_epochs,
     shuffled_batches,
@@ -31,6 +31,8 @@ def train_scan(
     learning_rate=1e-4,
     weight_decay=1e-4,
     encoder_learning_rate=None,
+    anchors=None,
+    processes=Processes(),
     verbose=0,
     history=None,
 ):
@@ -42,12 +44,16 @@ def train_scan(
     Each step pairs every anchor with one of its k neighbours drawn at random.
     encoder_learning_rate: for a model with an ``encoder`` (a ``ClusterModel``),
     the encoder's learning rate, ``learning_rate`` being the heads'; None: one rate.
+    anchors: the indices of the samples this process draws its anchors from
+    (its share in a data-parallel fit, ``batch_size / world_size`` a step);
+    None: all of them.
     Returns ``(model, interrupted)``; the model is on ``device``.
     """
     history = [] if history is None else history
     neighbors = torch.as_tensor(neighbors)
+    anchors = torch.arange(len(inputs)) if anchors is None else torch.as_tensor(anchors)
     model = prepare_module(model, device, images)
-    loss_fn = SCANLoss(entropy_weight)
+    loss_fn = SCANLoss(entropy_weight, processes)
     if encoder_learning_rate is None:
         groups = [{"params": list(model.parameters())}]
     else:
@@ -57,19 +63,22 @@ def train_scan(
             {"params": list(model.encoder.parameters()), "lr": encoder_learning_rate},
         ]
     optimizer = torch.optim.Adam(groups, lr=learning_rate, weight_decay=weight_decay)
-    scheduler = cosine_schedule(optimizer, epochs * n_batches(len(inputs), batch_size))
+    local_size, n_steps = local_batches(len(anchors), batch_size, processes)
+    scheduler = cosine_schedule(optimizer, epochs * n_steps)
+    trained = data_parallel(model, device, processes)
     model.train()
 
     def train_one_epoch(epoch):
         sums, count = 0, 0
-        for anchors in shuffled_batches(len(inputs), batch_size, generator):
-            choice = torch.randint(0, neighbors.shape[1], (len(anchors),), generator=generator)
-            partners = neighbors[anchors, choice]
-            batch = to_device(inputs[torch.cat([anchors, partners])], device, images)
+        for positions in shuffled_batches(len(anchors), local_size, generator, n_steps):
+            batch_anchors = anchors[positions]
+            choice = torch.randint(0, neighbors.shape[1], (len(batch_anchors),), generator=generator)
+            partners = neighbors[batch_anchors, choice]
+            batch = to_device(inputs[torch.cat([batch_anchors, partners])], device, images)
             if augment is not None:
                 batch = augment(batch, generator)
             with autocast(device):
-                logits = model(batch)
+                logits = trained(batch)
             total, consistency, entropy = loss_fn(*logits.float().chunk(2))
             optimizer.zero_grad(set_to_none=True)
             total.sum().backward()
@@ -80,13 +89,13 @@ def train_scan(
         total, consistency, entropy = (sums / count).cpu()
         best = int(torch.argmin(total))
         return {
-            "loss": total.mean().item(),
-            "best_head_loss": total[best].item(),
-            "consistency": consistency[best].item(),
+            "loss": mean_over_processes(total.mean().item(), processes),
+            "best_head_loss": mean_over_processes(total[best].item(), processes),
+            "consistency": mean_over_processes(consistency[best].item(), processes),
             "entropy": entropy[best].item(),
         }
 
-    interrupted = run_epochs("scan", epochs, train_one_epoch, verbose, history)
+    interrupted = run_epochs("scan", epochs, train_one_epoch, verbose if processes.is_main else 0, history)
     model.eval()
     return model, interrupted
 

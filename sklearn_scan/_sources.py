@@ -15,10 +15,13 @@ the pixels come from. This module also holds the choices that depend on the data
 the backbone "auto" picks for photos and the side image files are decoded at.
 """
 
+import os
 import warnings
 
 import numpy as np
+import torch
 
+from ._distributed import share_of
 from ._images import (
     PHOTO_MIN_SIDE,
     collection_names,
@@ -101,6 +104,12 @@ class ArraySource:
     def in_memory(self):
         return self
 
+    def share(self, processes):
+        """This process's share of the samples (:func:`~sklearn_scan._distributed.share_of`); its rows are
+        named by their positions in the whole source."""
+        positions = share_of(self.n_samples, processes)
+        return ArraySource(self.inputs[positions], self.images, positions.tolist(), self.skipped)
+
     def to(self, device):
         """The same samples on ``device`` (moved once; batches are indexed there)."""
         return ArraySource(self.inputs.to(device), self.images, self.names, self.skipped)
@@ -126,10 +135,22 @@ class ImageCollection:
     images = True
     inputs = None  # never all in memory: see in_memory
 
-    def __init__(self, X, image_size, *, channels=3, n_jobs=None, verbose=0, batch_size=128):
+    def __init__(self, X, image_size, *, channels=3, n_jobs=None, verbose=0, batch_size=128, positions=None):
         self.X, self.image_size, self.channels = X, image_size, channels
         self.n_jobs, self.verbose, self.batch_size = n_jobs, verbose, decoding_batch_size(batch_size)
         self.names = collection_names(X)
+        # Rows are named by these (positions in a whole collection this one is a share of), else by ``names``.
+        self.row_names = self.names if positions is None else list(positions)
+
+    def share(self, processes):
+        """This process's share of the items: only these are decoded; rows are named by their positions."""
+        positions = share_of(self.n_samples, processes).tolist()
+        if isinstance(self.X, (str, os.PathLike, list, tuple)):
+            subset = [self.names[index] for index in positions]
+        else:
+            subset = torch.utils.data.Subset(self.X, positions)
+        return ImageCollection(subset, self.image_size, channels=self.channels, n_jobs=self.n_jobs,
+                               verbose=self.verbose, batch_size=self.batch_size, positions=positions)
 
     @classmethod
     def for_model(cls, X, input_shape, **options):
@@ -157,7 +178,7 @@ class ImageCollection:
             batch_size=self.batch_size,
         )
         inputs, _ = to_model_inputs(pixels, copy=False)
-        return ArraySource(inputs, True, [names[index] for index in kept], skipped)
+        return ArraySource(inputs, True, [self.row_names[index] for index in kept], skipped)
 
     def to(self, device):
         return self
@@ -184,7 +205,7 @@ class ImageCollection:
             if inputs is not None:
                 features.append(predict_in_batches(encoder, inputs, device, batch_size, images=True))
                 kept.extend(positions.tolist())
-        return np.concatenate(features), [self.names[index] for index in kept], skipped
+        return np.concatenate(features), [self.row_names[index] for index in kept], skipped
 
     def map(self, compute, missing):
         """``compute(inputs, images)`` per decoded batch, one row per item; rows of unreadable items are ``missing``."""

@@ -96,17 +96,20 @@ def make_generator(seed):
     return torch.Generator().manual_seed(int(seed))
 
 
-def shuffled_batches(n_samples, batch_size, generator):
+def shuffled_batches(n_samples, batch_size, generator, n_steps=None):
     """Yield index tensors of a random permutation in batches.
 
     The last incomplete batch is dropped when there is more than one batch, so
-    that batch norm never sees a batch of one sample.
+    that batch norm never sees a batch of one sample. ``n_steps``: yield only
+    that many batches (the processes of a data-parallel fit take the same
+    number of steps, though their shares may differ by a sample).
     """
     order = torch.randperm(n_samples, generator=generator)
     if n_samples <= batch_size:
         yield order
         return
-    for start in range(0, n_samples - batch_size + 1, batch_size):
+    starts = range(0, n_samples - batch_size + 1, batch_size)
+    for start in starts if n_steps is None else starts[:n_steps]:
         yield order[start : start + batch_size]
 
 

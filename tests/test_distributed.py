@@ -88,3 +88,55 @@ def test_shares_cover_every_sample_once():
 
 if __name__ == "__main__":
     pytest.main([__file__])
+
+
+SCRIPT = os.path.join(os.path.dirname(__file__), "distributed_fit.py")
+
+
+def _run(command, timeout):
+    import subprocess
+    import sys
+
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    environment.pop("WORLD_SIZE", None)
+    return subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=timeout,
+                          env=environment)
+
+
+@pytest.mark.slow_distributed
+def test_a_fit_under_torchrun_matches_one_process(tmp_path):
+    import numpy as np
+
+    from sklearn_scan.metrics import clustering_accuracy_score
+
+    single, spread = tmp_path / "single", tmp_path / "torchrun"
+    single.mkdir()
+    spread.mkdir()
+    one = _run([SCRIPT, str(single)], timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = _run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", SCRIPT, str(spread)],
+               timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    alone = np.load(single / "rank0.npz")
+    ranks = [np.load(spread / f"rank{rank}.npz") for rank in range(2)]
+    np.testing.assert_array_equal(ranks[0]["labels"], ranks[1]["labels"])  # every process: the same model
+    truth = alone["truth"]
+    accuracy_alone = clustering_accuracy_score(truth, alone["labels"])
+    accuracy_spread = clustering_accuracy_score(truth, ranks[0]["labels"])
+    agreement = clustering_accuracy_score(alone["labels"], ranks[0]["labels"])
+    assert accuracy_spread > 0.8 and abs(accuracy_spread - accuracy_alone) < 0.1
+    assert agreement > 0.8
+    # Each process trains on its half of the images.
+    assert ranks[0]["first_convolution_images"] <= 0.75 * alone["first_convolution_images"]
+
+
+@pytest.mark.slow_distributed
+def test_a_killed_process_stops_the_others_with_an_error(tmp_path):
+    import time
+
+    start = time.perf_counter()
+    run = _run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", SCRIPT, str(tmp_path),
+                "--die-after-pretext-epoch", "1"], timeout=300)
+    assert run.returncode != 0
+    assert time.perf_counter() - start < 300
+    assert not (tmp_path / "rank0.npz").exists()  # the survivor did not carry on as if alone
