@@ -14,7 +14,6 @@ import os
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as distributed_functional
 
 #: How long a process waits for the others at a collective before it stops with an error.
 TIMEOUT = datetime.timedelta(minutes=10)
@@ -71,7 +70,7 @@ def global_sum(tensor, processes, differentiable=False):
     if not processes.distributed:
         return tensor
     if differentiable:
-        return distributed_functional.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return _SumOverProcesses.apply(tensor)
     tensor = tensor.clone()
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
@@ -81,7 +80,41 @@ def gather_batches(tensor, processes):
     """Every process's (b, ...) tensor, concatenated in rank order: (W * b, ...), with gradients to each part."""
     if not processes.distributed:
         return tensor
-    return torch.cat(distributed_functional.all_gather(tensor))
+    return _GatherBatches.apply(tensor, processes.rank, processes.world_size)
+
+
+class _SumOverProcesses(torch.autograd.Function):
+    """Sum over processes; the gradient of each process's part is the sum of every process's gradient."""
+
+    @staticmethod
+    def forward(ctx, tensor):
+        total = tensor.clone()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return total
+
+    @staticmethod
+    def backward(ctx, gradient):
+        gradient = gradient.clone()
+        dist.all_reduce(gradient, op=dist.ReduceOp.SUM)
+        return gradient
+
+
+class _GatherBatches(torch.autograd.Function):
+    """Concatenate every process's batch; each part's gradient is summed over the processes that used it."""
+
+    @staticmethod
+    def forward(ctx, tensor, rank, world_size):
+        tensor = tensor.contiguous()
+        parts = [torch.empty_like(tensor) for _ in range(world_size)]
+        dist.all_gather(parts, tensor)
+        ctx.rank, ctx.rows = rank, tensor.shape[0]
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, gradient):
+        gradient = gradient.contiguous().clone()
+        dist.all_reduce(gradient, op=dist.ReduceOp.SUM)
+        return gradient[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows], None, None
 
 
 def local_batches(n_local, batch_size, processes):

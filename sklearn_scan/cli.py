@@ -130,13 +130,16 @@ def _auto(value):
 
 def _cluster(args):
     from . import SCANClusterer
+    from ._distributed import launched_processes
     from .report import write_report
 
     source = _image_source(args.images)
     if args.labels_from_folders and not (isinstance(source, str) and Path(source).is_dir()):
         raise SystemExit("sklearn-scan: --labels-from-folders needs IMAGES to be a folder with one subfolder per class.")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    main_process = launched_processes().is_main  # under torchrun, every process fits and the first writes
+    if main_process:
+        out.mkdir(parents=True, exist_ok=True)
     model = SCANClusterer(
         n_clusters=args.n_clusters, backbone=args.backbone, backbone_weights=args.backbone_weights,
         pretext=args.pretext, freeze_backbone=not args.fine_tune,
@@ -150,6 +153,8 @@ def _cluster(args):
         model.fit(source)
     except (ValueError, RuntimeError, ImportError) as error:
         raise SystemExit(f"sklearn-scan: {error}") from error
+    if not main_process:
+        return
     names = model.image_names_
     confidence = model.confidence_
     _write_assignments(out / "assignments.csv", names, model.labels_, confidence)
