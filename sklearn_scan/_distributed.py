@@ -138,8 +138,8 @@ def data_parallel(model, device, processes):
     """``model`` wrapped for data-parallel training (DDP averages its gradients), or as it is in one process."""
     if not processes.distributed:
         return model
+    # Batch norm normalises with each process's share of the batch, as with one process on a smaller batch.
     if device.type == "cuda":
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index])
     return torch.nn.parallel.DistributedDataParallel(model)
 
