@@ -104,12 +104,14 @@ def main():
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--from-json", action="store_true", help="only rewrite the markdown from the JSON")
+    parser.add_argument("--cache", help="a folder to cache the pretext in (default: a temporary one per case)")
     args = parser.parse_args()
     rows = json.loads(OUT.read_text()) if OUT.exists() else []
     if not args.from_json:
         for case in args.cases:
             X, y = load_case(case, args.data_dir)
-            with tempfile.TemporaryDirectory() as memory:
+            with tempfile.TemporaryDirectory() as scratch:
+                memory = scratch if args.cache is None else f"{args.cache}/{case.replace(':', '-')}"
                 plan = [(0, None)] + [(epochs, variant) for epochs in args.epochs for variant in args.variants]
                 for epochs, variant in plan:
                     row = fit(X, y, memory, epochs, variant)

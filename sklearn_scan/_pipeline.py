@@ -300,7 +300,6 @@ def _run_stages(source, config):
     processes = config.processes
     whole = source
     if processes.distributed:
-        check_distributed_route(config)
         source = source.share(processes)
     if not config.embeds_once:
         source = source.in_memory()
@@ -320,7 +319,7 @@ def _run_stages(source, config):
     if backbone_name == "mlp" and MINE_FEATURES_FOR_MLP:
         embedder = encoder.standardize
     features, image_names, skipped = source.embed(embedder, config.device, config.batch_size)
-    anchors = None
+    anchors, own = None, source  # own: the samples this process trains self-labeling on
     if processes.distributed:
         features, image_names, skipped, anchors = gather_embedding(features, image_names, skipped, whole, processes)
         if not freeze:  # the network trains on the images of any anchor's neighbours: every process holds them all
@@ -353,7 +352,7 @@ def _run_stages(source, config):
     )
     clock.lap("clustering step")
     if config.selflabel_epochs > 0 and not interrupted:
-        self_labeling(model, source, policy, freeze, config, history, features, neighbors)
+        self_labeling(model, source, own, policy, freeze, config, history, features, neighbors)
         clock.lap("self-labeling")
 
     # A frozen encoder is unchanged since `features` was computed: only the head runs again.
@@ -367,15 +366,6 @@ def _run_stages(source, config):
         confidence=torch.softmax(torch.from_numpy(logits).double(), dim=1).max(dim=1).values.numpy(),
         image_names=image_names, skipped_images=skipped,
     )
-
-
-def check_distributed_route(config):
-    """A clear error for what a data-parallel fit does not do yet."""
-    if config.selflabel_epochs > 0:
-        raise ValueError(
-            "Self-labeling does not run across processes yet (torchrun): pass selflabel_epochs=0, or fit in one "
-            "process."
-        )
 
 
 def gather_embedding(features, row_names, skipped, whole, processes):
@@ -522,8 +512,10 @@ def clustering_step(encoder, source, features, neighbors, policy, freeze, config
     return ClusterModel(encoder, heads.mean_head(kept, orders)), head_losses, interrupted
 
 
-def self_labeling(model, source, policy, freeze, config, history, features, neighbors):
+def self_labeling(model, source, own, policy, freeze, config, history, features, neighbors):
     """Fine-tune ``model`` in place on its confident predictions of strongly augmented samples.
+
+    own: the samples this process trains on (``source`` itself, or its share in a data-parallel fit).
 
     A frozen encoder stays as it is: then only the head trains, and the
     encoder's parameters require gradients again afterwards, as before.
@@ -544,11 +536,12 @@ def self_labeling(model, source, policy, freeze, config, history, features, neig
     strong = (lambda batch, generator: strong_views(batch, policy, generator)) if source.images else None
     with frozen(model.encoder) if freeze else contextlib.nullcontext(model.encoder) as encoder:
         train_selflabel(
-            ClusterModel(encoder, model.head), source.inputs,
+            ClusterModel(encoder, model.head), own.inputs,
             n_clusters=config.n_clusters, confidence_threshold=config.confidence_threshold,
             epochs=config.selflabel_epochs, strong_augment=strong, images=source.images,
-            generator=make_generator(config.seeds.selflabel), history=history, batch_size=config.batch_size,
-            device=config.device, verbose=config.verbose, criterion=criterion, **params,
+            generator=make_generator(config.seeds.selflabel + config.processes.rank), history=history,
+            batch_size=config.batch_size, device=config.device, verbose=config.verbose, criterion=criterion,
+            processes=config.processes, **params,
         )
 
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from ._distributed import Processes, global_sum
+from ._distributed import Processes, data_parallel, global_sum, local_batches, mean_over_processes
 from ._torch_utils import (
     autocast,
     cosine_schedule,
@@ -57,6 +57,7 @@ def train_selflabel(
     weight_decay=1e-4,
     ema_decay=None,
     criterion=None,
+    processes=Processes(),
     verbose=0,
     history=None,
 ):
@@ -78,11 +79,15 @@ def train_selflabel(
     guards the stage: it is measured before training and after every epoch,
     and the weights where it was lowest are returned, those before training
     when no epoch improved on them (a ``"selflabel_guard"`` history entry
-    names the kept epoch, 0 for none).
+    names the kept epoch, 0 for none). With ``processes`` of a data-parallel
+    fit, ``inputs`` is this process's share, and the pseudo-label counts,
+    confident shares and the decision to skip a step are the global batch's.
     Returns ``(model, interrupted)``; the model is on ``device``.
     """
     history = [] if history is None else history
     model = prepare_module(model, device, images)
+    trained = data_parallel(model, device, processes)
+    local_size, n_steps = local_batches(len(inputs), batch_size, processes)
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=learning_rate, weight_decay=weight_decay)
     scheduler = cosine_schedule(optimizer, epochs)
@@ -97,30 +102,33 @@ def train_selflabel(
         guard = {"start": start, "best": start, "epoch": 0, "state": good_state}
     with autocast(device):
         logits = torch.from_numpy(predict_in_batches(model, inputs, device, batch_size, images))
-    first_share = float((torch.softmax(logits, dim=1).max(dim=1).values > confidence_threshold).float().mean())
+    counts = torch.tensor([float((torch.softmax(logits, dim=1).max(dim=1).values > confidence_threshold).sum()),
+                           float(len(logits))])
+    confident_start, seen_start = global_sum(counts, processes).tolist()
+    first_share = confident_start / max(seen_start, 1)
 
     def train_one_epoch(epoch):
         nonlocal good_state
         loss_sum, confident, seen = torch.zeros((), device=device), 0, 0
         steps = 0
-        for indices in shuffled_batches(len(inputs), batch_size, generator):
+        for indices in shuffled_batches(len(inputs), local_size, generator, n_steps):
             batch = to_device(inputs[indices], device, images)
             labeler.eval()
             with torch.no_grad(), autocast(device):
                 probabilities = torch.softmax(labeler(batch).float(), dim=1)
             top_probability, pseudo_labels = probabilities.max(dim=1)
             mask = top_probability > confidence_threshold
-            n_confident = int(mask.sum())
-            seen += len(indices)
+            n_confident, n_seen = global_sum(torch.tensor([int(mask.sum()), len(indices)]), processes).tolist()
+            seen += n_seen
             confident += n_confident
-            # Batch norm needs two samples to train on.
+            # Batch norm needs two samples to train on; every process skips the same steps.
             if n_confident == 0 or len(indices) < 2:
                 continue
             views = batch if strong_augment is None else strong_augment(batch, generator)
             model.train()
             with autocast(device):
-                logits = model(views)
-            loss = balanced_cross_entropy(logits[mask], pseudo_labels[mask], n_clusters)
+                logits = trained(views)
+            loss = balanced_cross_entropy(logits[mask], pseudo_labels[mask], n_clusters, processes)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -132,7 +140,7 @@ def train_selflabel(
         if steps:
             scheduler.step()
         share = confident / max(seen, 1)
-        figures = {"loss": (loss_sum / max(steps, 1)).item(), "confident_share": share}
+        figures = {"loss": mean_over_processes((loss_sum / max(steps, 1)).item(), processes), "confident_share": share}
         if share < COLLAPSE_FRACTION * first_share:
             labeler.load_state_dict(good_state)
             return {**figures, "stopped": True}
@@ -143,7 +151,7 @@ def train_selflabel(
                 guard.update(best=figures["criterion"], epoch=epoch + 1, state=good_state)
         return figures
 
-    interrupted = run_epochs("selflabel", epochs, train_one_epoch, verbose, history)
+    interrupted = run_epochs("selflabel", epochs, train_one_epoch, verbose if processes.is_main else 0, history)
     if guard is not None:
         labeler.load_state_dict(guard["state"])
         history.append({"stage": "selflabel_guard", "kept_epoch": guard["epoch"],
