@@ -73,10 +73,10 @@ def markdown(rows):
         "",
         "`SCANClusterer(n_clusters=10, random_state=seed).fit(X)` on a sample of the training split, test ACC of "
         "`predict` on the whole test split (digits: the 1,797 images themselves, as `make demo`), one fit at a "
-        "time. Written by `python benchmarks/defaults_cost.py` (each row's command and commit are in "
-        "defaults-cost.json). MNIST shrunk to 16x16 stands in for USPS (7,291 training digits of 16x16).",
+        "time; each row's own command is in defaults-cost.json. MNIST shrunk to 16x16 stands in for USPS (7,291 "
+        "training digits of 16x16).",
         "",
-        f"Measured {', '.join(dates)} on {'; '.join(machines)}.",
+        f"`python benchmarks/defaults_cost.py --cases CASE --seeds SEED`: {', '.join(dates)}, {'; '.join(machines)}.",
         "",
         "| data | images | precision | pretext epochs | seed | ACC | minutes |",
         "|---|---|---|---|---|---|---|",

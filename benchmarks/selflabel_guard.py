@@ -68,7 +68,7 @@ def markdown(rows):
         "# Self-labeling: the guard and the strong views",
         "",
         "`SCANClusterer(n_clusters=10, random_state=0, selflabel_epochs=E, ...)` on a sample of the training split "
-        "(seed 0); ACC on the fitted images. *guard*: the default, which keeps the weights with the lowest SCAN "
+        "(seed 0); ACC on the fitted images (the clustering step's and self-labeling's from the same cached pretext). *guard*: the default, which keeps the weights with the lowest SCAN "
         "loss, the clustering step's included; *no guard*: `selflabel_params={'guard': False}`; *paper views*: "
         "`augmentation_params={'strong_recipe': 'paper'}`. Written by `python benchmarks/selflabel_guard.py` "
         "(commands and commits in selflabel-guard.json).",
@@ -80,7 +80,8 @@ def markdown(rows):
         base = next((row["accuracy"] for row in case_rows if row["epochs"] == 0), None)
         lines += [
             f"## {case}", "",
-            f"Measured {meta['date']} on {meta['cpus']} cores, {meta['cpu_capability']}, torch {meta['torch']}.", "",
+            f"`python benchmarks/selflabel_guard.py --cases {case} --epochs E`: {meta['date']}, {meta['machine']}, "
+            f"{meta['cpus']} cores, {meta['cpu_capability']}, torch {meta['torch']}.", "",
             "| epochs | variant | ACC | change | kept epoch | confident share, first → last epoch | self-labeling (s) |",
             "|---|---|---|---|---|---|---|",
         ]
