@@ -44,10 +44,14 @@ def is_image_collection(X):
 
 
 def list_image_files(folder):
-    """Image files under ``folder``, searched recursively, in sorted order: list of str."""
+    """Image files under ``folder``, searched recursively, in sorted order: list of str.
+
+    A link to a missing file is listed too, so that decoding reports it with the other unreadable files.
+    """
     folder = Path(folder)
     files = sorted(
-        str(path) for path in folder.rglob("*") if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
+        str(path) for path in folder.rglob("*")
+        if path.suffix.lower() in IMAGE_EXTENSIONS and (path.is_file() or (path.is_symlink() and not path.exists()))
     )
     if not files:
         raise ValueError(

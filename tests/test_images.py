@@ -56,6 +56,15 @@ def test_decoding_skips_broken_files_with_a_warning(photo_folder):
         load_image_collection(folder / "missing", 8)
 
 
+def test_a_dangling_link_is_reported_with_the_unreadable_files(photo_folder):
+    folder, _ = photo_folder
+    (folder / "bottom" / "gone.png").symlink_to(folder / "deleted.png")
+    with pytest.warns(UserWarning, match="Skipped 2 image"):
+        _, all_names, kept, skipped = load_image_collection(folder, 8, n_jobs=2)
+    assert len(all_names) == 42 and len(kept) == 40
+    assert sorted(name.rsplit("/", 1)[-1] for name, _ in skipped) == ["broken.jpg", "gone.png"]
+
+
 def test_resize_policy_scales_the_shorter_side_and_crops_the_centre():
     wide = np.zeros((10, 30, 3), np.uint8)
     wide[:, 10:20] = 255  # a white centre third
