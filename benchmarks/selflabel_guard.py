@@ -82,16 +82,15 @@ def markdown(rows):
             f"## {case}", "",
             f"`python benchmarks/selflabel_guard.py --cases {case} --epochs E`: {meta['date']}, {meta['machine']}, "
             f"{meta['cpus']} cores, {meta['cpu_capability']}, torch {meta['torch']}.", "",
-            "| epochs | variant | ACC | change | kept epoch | confident share, first → last epoch | self-labeling (s) |",
-            "|---|---|---|---|---|---|---|",
+            "| epochs | variant | ACC | change | kept epoch | confident share, first → last epoch |",
+            "|---|---|---|---|---|---|",
         ]
         for row in case_rows:
             change = "" if base is None or row["epochs"] == 0 else f"{100 * (row['accuracy'] - base):+.1f} points"
             share = f"{row['confident_share'][0]:.3f} → {row['confident_share'][-1]:.3f}" if row["confident_share"] else ""
             kept = "" if row["kept_epoch"] is None else str(row["kept_epoch"])
-            seconds = row["stage_seconds"].get("self-labeling", 0.0)
             lines.append(f"| {row['epochs']} | {row['variant'].replace('_', ' ')} | {row['accuracy']:.4f} | {change} | "
-                         f"{kept} | {share} | {seconds:.0f} |")
+                         f"{kept} | {share} |")
         lines.append("")
     return "\n".join(lines)
 
