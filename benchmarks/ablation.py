@@ -36,7 +36,7 @@ ROWS = {
     "defaults": {},
     "frozen": dict(freeze_backbone=True),
     # Heads alone on the features of weak views of every image, embedded once (scan_views; the default for
-    # pretrained encoders since the fifth session of 2026-12-01), or on the images' own features only.
+    # pretrained encoders), or on the images' own features only.
     "frozen_no_views": dict(freeze_backbone=True, augmentation_params={"scan_views": 0}),
     "frozen_2_views": dict(freeze_backbone=True, augmentation_params={"scan_views": 2}),
     "frozen_4_views": dict(freeze_backbone=True, augmentation_params={"scan_views": 4}),

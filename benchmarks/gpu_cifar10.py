@@ -1,10 +1,9 @@
-"""GPU track of issue 3: the paper's CIFAR-10 protocol on one GPU, in one call.
+"""The paper's CIFAR-10 protocol on one GPU, in one call.
 
 Fit on all 50,000 training images, report ACC/NMI/ARI on the 10,000 test
 images with ``predict``. The schedule is sized for a 30-minute wall-time budget
 on one H200 (ResNet-18, the whole network fine-tuned as in the paper, with
-fewer pretext epochs than its 500). It has not been run yet: no device machine
-was lent to the sessions so far.
+fewer pretext epochs than its 500).
 
     python benchmarks/gpu_cifar10.py --data PATH/cifar10-jpg.tar --out OUT_DIR [--pretext-epochs 200]
 

@@ -2,7 +2,7 @@
 
 Protocol as benchmarks/real_images.py: per seed, fit on 10,000 training images sampled with that
 seed, score on the whole test split. The estimator runs with its defaults, which pick the shipped
-backbone for colour images (arrays too since 2026-12-01; the fit checks that it did); the 32-pixel
+backbone for colour images, arrays included (the fit checks that it did); the 32-pixel
 images are upscaled to 224 by the backbone's input adapter. k-means (n_init=10) runs on the same
 features, as they are and at unit length.
 Writes docs/benchmark-pretrained.md and .json. Usage: python benchmarks/pretrained_cifar10.py [--seeds 0 1 2]
