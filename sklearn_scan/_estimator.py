@@ -127,8 +127,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         photos. ``scan_views`` ("auto": 2 for colour images on a pretrained
         backbone, else 0): weak views of every image, embedded once with a
         frozen backbone, that the heads train on. ``strong_recipe``: the
-        strong views of self-labeling, "library" or "paper" (RandAugment's
-        four distinct operations, then Cutout).
+        strong views of self-labeling, "paper" (the default: RandAugment's
+        four distinct operations, then Cutout) or "library".
     memory : str, joblib.Memory or None, default=None
         Where to cache the trained pretext encoder (a folder or a
         ``joblib.Memory``). Fits that differ only in later-stage parameters

@@ -93,6 +93,7 @@ def test_cutout_blanks_a_square():
     images = torch.ones(4, 1, 16, 16)
     policy = AugmentationPolicy(
         crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip=False, strong_ops=1, cutout_fraction=0.5,
+        strong_recipe="library",
     )
     out = strong_views(images, policy, make_generator(0))
     zero_share = (out == 0).float().mean(dim=(1, 2, 3)).numpy()
