@@ -95,7 +95,8 @@ def markdown(rows):
         "",
         f"`mine_neighbors(features, 20)` on 128-dimensional rows; recall@20 against exact search on {N_QUERIES} "
         "random queries; purity@20: the share of neighbours from the same mixture component (or class). Peak: the "
-        "process's resident-set maximum, data included. *mixture*: 100 Gaussian components, euclidean.",
+        "process's resident-set maximum, data included. *mixture*: 100 Gaussian components, euclidean. Each run is a "
+        "fresh process, so pynndescent's times include numba compiling its functions, about 30 s.",
         "",
         f"`python benchmarks/neighbors_scale.py`: {meta['date']}, {meta['machine']}, {meta['cpus']} cores, "
         f"torch {meta['torch']}.",
@@ -135,8 +136,13 @@ def main():
     parser.add_argument("--methods", nargs="+", default=["auto"])
     parser.add_argument("--embedding", help="an .npz with features (N, 128) and labels (N,)")
     parser.add_argument("--no-record", action="store_true")
+    parser.add_argument("--from-json", action="store_true", help="only rewrite the markdown and plot")
     args = parser.parse_args()
     path = DOCS / "neighbors-scale.json"
+    if args.from_json:
+        rows = json.loads(path.read_text())
+        (DOCS / "neighbors-scale.md").write_text(markdown(rows))
+        return plot(rows)
     rows = json.loads(path.read_text()) if path.exists() and not args.no_record else []
     for name in args.data:
         for method in args.methods:

@@ -68,15 +68,12 @@ def test_faiss_neighbors_are_nearly_exact_and_exclude_self():
         assert not (approximate == np.arange(2000)[:, None]).any()
 
 
-def test_auto_chooses_exact_search_for_small_sets_and_an_index_above(monkeypatch):
+def test_auto_chooses_exact_search_for_small_sets_and_an_index_above():
     from sklearn_scan import _neighbors
 
     assert _neighbors._auto_method(20_000, torch.device("cpu")) == "exact"
     assert _neighbors._auto_method(1_000_000, torch.device("cuda")) == "exact"  # exact on a GPU
-    monkeypatch.setattr(_neighbors.importlib.util, "find_spec", lambda name: None)
     assert _neighbors._auto_method(20_001, torch.device("cpu")) == "pynndescent"
-    monkeypatch.setattr(_neighbors.importlib.util, "find_spec", lambda name: object())
-    assert _neighbors._auto_method(20_001, torch.device("cpu")) == "faiss"
 
 
 def test_pynndescent_keeps_the_nearest_of_a_wider_graph(monkeypatch):
