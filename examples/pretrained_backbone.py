@@ -13,7 +13,8 @@ torch's cache), a torchvision or timm model works the same way::
     SCANClusterer(n_clusters=10, backbone="torchvision:resnet18", pretext="none")
 
 Colour photos take the shipped EfficientNet-Lite0 by default (the ``photos`` extra), offline.
-Run: python examples/pretrained_backbone.py (about 1 minute on 2 CPU cores).
+Run: python examples/pretrained_backbone.py (about 3 minutes on 2 CPU cores; the heads alone take seconds).
+On scikit-learn's digits the heads on the frozen encoder reached ACC 0.968 on the other half.
 """
 
 import time
