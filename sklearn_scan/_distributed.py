@@ -12,8 +12,11 @@ import dataclasses
 import datetime
 import os
 
+import numpy as np
 import torch
 import torch.distributed as dist
+
+from ._torch_utils import n_batches
 
 #: How long a process waits for the others at a collective before it stops with an error.
 TIMEOUT = datetime.timedelta(minutes=10)
@@ -48,6 +51,8 @@ def launched_processes():
 def join_processes(device_type, timeout=TIMEOUT):
     """The process group of this launch, initialised here unless the script did (gloo on CPUs, NCCL on GPUs)."""
     processes = launched_processes()
+    if processes.distributed and device_type == "cuda":
+        torch.cuda.set_device(processes.local_rank)  # NCCL's collectives run on the current GPU
     if processes.distributed and not dist.is_initialized():
         backend = "nccl" if device_type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, timeout=timeout)
@@ -71,9 +76,19 @@ def global_sum(tensor, processes, differentiable=False):
         return tensor
     if differentiable:
         return _SumOverProcesses.apply(tensor)
-    tensor = tensor.clone()
-    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor
+    return _reduced(tensor, dist.ReduceOp.SUM)
+
+
+def _reduced(tensor, op):
+    """A copy of ``tensor`` reduced over all processes by ``op``, on the tensor's device.
+
+    NCCL reduces only tensors on the current GPU, so counts kept on the CPU travel there and back.
+    """
+    where = tensor.device
+    backend_device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else where
+    reduced = tensor.to(backend_device, copy=True)
+    dist.all_reduce(reduced, op=op)
+    return reduced.to(where)
 
 
 def gather_batches(tensor, processes):
@@ -123,14 +138,10 @@ def local_batches(n_local, batch_size, processes):
     Each process takes ``batch_size / world_size`` samples a step, and all
     take as many steps as the smallest share allows.
     """
-    from ._torch_utils import n_batches
-
     local_size = max(2, batch_size // processes.world_size)
     fewest = n_local
     if processes.distributed:
-        counts = torch.tensor([n_local])
-        dist.all_reduce(counts, op=dist.ReduceOp.MIN)
-        fewest = int(counts)
+        fewest = int(_reduced(torch.tensor([n_local]), dist.ReduceOp.MIN))
     return local_size, n_batches(fewest, local_size)
 
 
@@ -156,12 +167,9 @@ def gather_by_position(rows, positions, processes):
 
     Returns ``(rows of all processes (sum n_r, ...), their positions, sorted)``.
     """
-    import numpy as np
-
     if not processes.distributed:
         return rows, positions
-    parts = [None] * processes.world_size
-    dist.all_gather_object(parts, (rows, positions))
+    parts = gather_lists([(rows, positions)], processes)
     rows = np.concatenate([part[0] for part in parts])
     positions = np.concatenate([part[1] for part in parts])
     order = np.argsort(positions, kind="stable")
