@@ -22,6 +22,14 @@ from _common import ROOT, run_metadata
 SCRIPT = ROOT / "tests" / "distributed_fit.py"
 
 
+def cpu_capability():
+    import torch
+
+    from sklearn_scan._torch_utils import cpu_has_native_bfloat16
+
+    return f"{torch.backends.cpu.get_cpu_capability()}, native bfloat16: {'yes' if cpu_has_native_bfloat16() else 'no'}"
+
+
 def launch(command, out_dir):
     start = time.perf_counter()
     subprocess.run([sys.executable, *command, str(SCRIPT), str(out_dir), "--defaults"], check=True)
@@ -46,7 +54,7 @@ def main():
                 "same_labels_on_every_process": bool(np.array_equal(ranks[0]["labels"], ranks[1]["labels"])),
             },
             "agreement": clustering_accuracy_score(alone["labels"], ranks[0]["labels"]),
-            "meta": run_metadata(command="python benchmarks/data_parallel.py"),
+            "meta": run_metadata(command="python benchmarks/data_parallel.py", cpu_capability=cpu_capability()),
         }
     (ROOT / "docs" / "data-parallel.json").write_text(json.dumps(row, indent=1) + "\n")
     meta, spread = row["meta"], row["torchrun_2"]
@@ -56,8 +64,8 @@ def main():
         "`SCANClusterer(n_clusters=10, random_state=0)` on scikit-learn's 1,797 digits, the same script alone and "
         "under `torchrun --standalone --nproc_per_node 2` (gloo) on the same machine; wall time includes start-up.",
         "",
-        f"`python benchmarks/data_parallel.py`: {meta['date']}, {meta['machine']}, {meta['cpus']} cores, "
-        f"torch {meta['torch']}.",
+        f"`python benchmarks/data_parallel.py`: {meta['date']}, {meta['machine']}, {meta['cpus']} cores "
+        f"({meta['cpu_capability']}), torch {meta['torch']}.",
         "",
         "| run | ACC | images through the first convolution | wall time (s) |",
         "|---|---|---|---|",

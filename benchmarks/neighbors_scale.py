@@ -88,6 +88,14 @@ def run(name, n, method, embedding):
     }
 
 
+def cpu_capability():
+    import torch
+
+    from sklearn_scan._torch_utils import cpu_has_native_bfloat16
+
+    return f"{torch.backends.cpu.get_cpu_capability()}, native bfloat16: {'yes' if cpu_has_native_bfloat16() else 'no'}"
+
+
 def markdown(rows):
     meta = rows[-1]["meta"]
     lines = [
@@ -98,8 +106,8 @@ def markdown(rows):
         "process's resident-set maximum, data included. *mixture*: 100 Gaussian components, euclidean. Each run is a "
         "fresh process, so pynndescent's times include numba compiling its functions, about 30 s.",
         "",
-        f"`python benchmarks/neighbors_scale.py`: {meta['date']}, {meta['machine']}, {meta['cpus']} cores, "
-        f"torch {meta['torch']}.",
+        f"`python benchmarks/neighbors_scale.py`: {meta['date']}, {meta['machine']}, {meta['cpus']} cores "
+        f"({meta['cpu_capability']}), torch {meta['torch']}.",
         "",
         "| data | n | method | seconds | recall@20 | purity@20 | peak memory (MiB) | data (MiB) |",
         "|---|---|---|---|---|---|---|---|",
@@ -151,7 +159,7 @@ def main():
                 print(json.dumps(row), flush=True)
                 if args.no_record:
                     continue
-                row["meta"] = run_metadata(command="python benchmarks/neighbors_scale.py " + " ".join(
+                row["meta"] = run_metadata(cpu_capability=cpu_capability(), command="python benchmarks/neighbors_scale.py " + " ".join(
                     ["--sizes", str(n), "--data", name, "--methods", method]))
                 rows = [r for r in rows if (r["data"], r["n"], r["method"]) != (name, n, method)] + [row]
                 path.write_text(json.dumps(rows, indent=1) + "\n")

@@ -78,7 +78,12 @@ def main():
     args = parser.parse_args()
     if not CIFAR_TAR.exists():
         raise SystemExit(f"needs {CIFAR_TAR} (see ../shared/data/README.md)")
-    meta = run_metadata(arguments=" ".join(sys.argv[1:]))  # before the runs: the code they start with
+    import torch
+
+    from sklearn_scan._torch_utils import cpu_has_native_bfloat16
+
+    capability = f"{torch.backends.cpu.get_cpu_capability()}, native bfloat16: {'yes' if cpu_has_native_bfloat16() else 'no'}"
+    meta = run_metadata(arguments=" ".join(sys.argv[1:]), cpu_capability=capability)  # before the runs: the code they start with
     runs = []
     for seed in args.seeds:
         runs.append(run(seed, args.per_class))
@@ -93,7 +98,7 @@ def main():
         "`sklearn-scan cluster PHOTOS --n-clusters 10 --out RESULT --labels-from-folders --quiet`, timed as a "
         "whole (start-up, decoding, embedding, clustering, report).", "",
         f"`python benchmarks/photo_folder.py {meta['arguments']}`: {meta['date']}, {meta['machine']}, "
-        f"{meta['cpus']} cores, torch {meta['torch']}.", "",
+        f"{meta['cpus']} cores ({meta['cpu_capability']}), torch {meta['torch']}.", "",
         "| seed | backbone | ACC | NMI | ARI | k-means on the same features (ACC) | wall time (s) |", "|---|---|---|---|---|---|---|",
     ]
     lines += [f"| {r['seed']} | {r['backbone']} | {r['scan']['accuracy']:.3f} | {r['scan']['nmi']:.3f} | "
