@@ -15,6 +15,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
+from ._checkpoints import CheckpointDirectory, data_fingerprint
 from ._distributed import join_processes
 from ._images import collection_channels, collection_names, is_image_collection
 from ._inputs import check_same_kind_of_input, to_model_inputs
@@ -33,6 +34,30 @@ from ._torch_utils import (
     resolve_device,
     reuse_freed_memory,
 )
+
+#: Version of what a checkpoint directory holds; checkpoints of another version are refused.
+CHECKPOINT_FORMAT = 1
+
+
+def _fingerprint_value(value):
+    """A parameter as a plain value for a checkpoint's fingerprint: modules and callables by a digest."""
+    import joblib
+
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(key): _fingerprint_value(item) for key, item in value.items()}
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, np.random.RandomState):
+        return "a RandomState"
+    try:
+        return f"{type(value).__name__} {joblib.hash(value)}"
+    except Exception:  # an object joblib cannot pickle: its type alone
+        return type(value).__name__
+
 
 #: Entropy weight of the objective that :meth:`SCANClusterer.score` reports. It is
 #: fixed (the paper's value) so that models fitted with different
@@ -133,6 +158,15 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         Where to cache the trained pretext encoder (a folder or a
         ``joblib.Memory``). Fits that differ only in later-stage parameters
         then train the pretext once, as in a grid search.
+    checkpoint_dir : str, path-like or None, default=None
+        A folder where the fit saves its state: at the end of each stage
+        and, within a training stage, every 30 seconds (each file written
+        whole, then renamed). Fitting again with the same folder resumes
+        from the last checkpoint (and on a CPU ends with the labels of an
+        uninterrupted fit); a finished fit's folder makes the next fit
+        quick. Checkpoints of other parameters or other data are refused
+        with an error that names the difference. Folder fits also keep
+        their decoded images there.
     device : str or torch.device, default="auto"
         "auto" picks cuda, then mps, then cpu.
     random_state : int, RandomState or None, default=None
@@ -219,6 +253,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         "selflabel_params": [dict, None],
         "augmentation_params": [dict, None],
         "memory": [str, HasMethods("cache"), None],
+        "checkpoint_dir": [str, os.PathLike, None],
         "device": [str, torch.device],
         "random_state": ["random_state"],
         "image_size": [Interval(Integral, 4, None, closed="left"), None],
@@ -250,6 +285,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         selflabel_params=None,
         augmentation_params=None,
         memory=None,
+        checkpoint_dir=None,
         device="auto",
         random_state=None,
         image_size=None,
@@ -277,6 +313,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         self.selflabel_params = selflabel_params
         self.augmentation_params = augmentation_params
         self.memory = memory
+        self.checkpoint_dir = checkpoint_dir
         self.device = device
         self.random_state = random_state
         self.image_size = image_size
@@ -306,6 +343,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         else:
             source = ArraySource(*self._validate(X, reset=True))
         self._warn_unused_parameters(source, is_image_collection(X), config)
+        if self.checkpoint_dir is not None:
+            config = dataclasses.replace(config, checkpoints=self._checkpoint_directory(source, config))
         result = fit_pipeline(source, config)
         for field in dataclasses.fields(result):
             setattr(self, f"{field.name}_", getattr(result, field.name))
@@ -361,8 +400,21 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=4)
         # Every other field of the configuration is the parameter of the same name, as given.
         given = {field.name: getattr(self, field.name) for field in dataclasses.fields(FitConfig)
-                 if field.name not in resolved and field.name != "seeds"}
+                 if field.name not in resolved and field.name not in ("seeds", "checkpoints")}
         return FitConfig(**given, **resolved, seeds=StageSeeds(*(int(seed) for seed in seeds)))
+
+    def _checkpoint_directory(self, source, config):
+        """The fit's :class:`~sklearn_scan._checkpoints.CheckpointDirectory`, checked against its parameters and data."""
+        ignored = {"verbose", "checkpoint_dir", "memory", "n_jobs", "device"}  # no effect on what the fit learns
+        parameters = {name: _fingerprint_value(value) for name, value in self.get_params(deep=False).items()
+                      if name not in ignored}
+        if isinstance(source, ImageCollection):
+            data = data_fingerprint(names=source.names, n_items=source.n_samples)
+        else:
+            data = data_fingerprint(inputs=source.inputs)
+        fingerprint = {"format": CHECKPOINT_FORMAT, "parameters": parameters, "data": data,
+                       "processes": config.processes.world_size}
+        return CheckpointDirectory(self.checkpoint_dir, fingerprint, config.processes).open()
 
     # ---------------------------------------------------------- persistence
     def save(self, path):

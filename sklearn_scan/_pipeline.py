@@ -31,6 +31,7 @@ from ._augment import (
     strong_views,
     weak_views,
 )
+from ._checkpoints import CheckpointDirectory
 from ._backbones import ClusteringHeads, ClusterModel, build_encoder, frozen
 from ._inputs import check_sample_count, per_channel_statistics
 from ._neighbors import mine_neighbors
@@ -242,6 +243,7 @@ class FitConfig:
     mixed_precision: object
     verbose: int
     processes: Processes = Processes()
+    checkpoints: CheckpointDirectory = None
 
     @property
     def embeds_once(self):
@@ -315,29 +317,21 @@ def _run_stages(source, config):
     n_views = scan_views(policy, pretext_trained, source.input_shape[0]) if freeze and source.images else 0
 
     source, encoder = source.to(config.device), encoder.to(config.device)
-    embedder = ViewsEncoder(encoder, policy, n_views, make_generator(config.seeds.neighbors)) if n_views else encoder
-    if backbone_name == "mlp" and MINE_FEATURES_FOR_MLP:
-        embedder = encoder.standardize
-    features, image_names, skipped = source.embed(embedder, config.device, config.batch_size)
-    anchors, own = None, source  # own: the samples this process trains self-labeling on
+    embedding = config.checkpoints.load("embedding") if config.checkpoints is not None else None
+    if embedding is None:
+        embedding = embed_and_mine(source, whole, encoder, backbone_name, policy, n_views, config)
+        if config.checkpoints is not None:  # each process's anchors are its own
+            config.checkpoints.save("embedding", {**embedding, "per_process": embedding.pop("anchors")})
+    else:
+        embedding["anchors"] = embedding.pop("per_process")[processes.rank]
+    features, views, neighbors = (None if value is None else value.numpy() for value in (
+        embedding["features"], embedding["views"], embedding["neighbors"]))
+    views = None if views is None else torch.from_numpy(views)
+    image_names, skipped, metric = embedding["image_names"], embedding["skipped"], embedding["metric"]
+    anchors, own = embedding.get("anchors"), source  # own: the samples this process trains self-labeling on
     if processes.distributed:
-        features, image_names, skipped, anchors = gather_embedding(features, image_names, skipped, whole, processes)
         if not freeze:  # the network trains on the images of any anchor's neighbours: every process holds them all
             source = whole.in_memory().to(config.device)
-    # With views, features is (N, 1 + n_views, F): the images' own features (to mine neighbours) first.
-    # The heads train on the views alone, as the paper's frozen-backbone protocol augments every image: on
-    # CIFAR-10 EfficientNet features, 0.645 against 0.614 with the images' own features among the views.
-    views = None
-    if n_views:
-        views, features = torch.from_numpy(features[:, 1:]), np.ascontiguousarray(features[:, 0])
-    check_sample_count(len(features), config.n_clusters, config.n_neighbors)
-    metric = config.metric if config.metric != "auto" else ("cosine" if source.images else "euclidean")
-    neighbors = None
-    if processes.is_main:  # mined once, by the main process
-        neighbors = mine_neighbors(
-            features, config.n_neighbors, metric=metric, random_state=config.seeds.neighbors, device=config.device
-        )
-    neighbors = from_main_process(neighbors, processes)
     history.append({"stage": "neighbors", "n_neighbors": config.n_neighbors, "metric": metric, "views": n_views})
     clock.lap("embedding and neighbours")
 
@@ -366,6 +360,44 @@ def _run_stages(source, config):
         confidence=torch.softmax(torch.from_numpy(logits).double(), dim=1).max(dim=1).values.numpy(),
         image_names=image_names, skipped_images=skipped,
     )
+
+
+def embed_and_mine(source, whole, encoder, backbone_name, policy, n_views, config):
+    """The embedding of ``source`` (this process's share of ``whole``) and its neighbours, mined once.
+
+    Returns a dict of tensors and plain values (what the embedding checkpoint holds): ``features``
+    (N, F) the neighbours are mined in, ``views`` (N, V, F) or None (the features of weak views the
+    heads train on), ``neighbors`` (N, k), ``image_names``, ``skipped``, ``metric``, and ``anchors``:
+    in a data-parallel fit this process's samples' rows among the N, else None.
+    """
+    processes = config.processes
+    embedder = ViewsEncoder(encoder, policy, n_views, make_generator(config.seeds.neighbors)) if n_views else encoder
+    if backbone_name == "mlp" and MINE_FEATURES_FOR_MLP:
+        embedder = encoder.standardize
+    features, image_names, skipped = source.embed(embedder, config.device, config.batch_size)
+    anchors = None
+    if processes.distributed:
+        features, image_names, skipped, anchors = gather_embedding(features, image_names, skipped, whole, processes)
+    # With views, features is (N, 1 + n_views, F): the images' own features (to mine neighbours) first.
+    # The heads train on the views alone, as the paper's frozen-backbone protocol augments every image: on
+    # CIFAR-10 EfficientNet features, 0.645 against 0.614 with the images' own features among the views.
+    views = None
+    if n_views:
+        views, features = torch.from_numpy(features[:, 1:]), np.ascontiguousarray(features[:, 0])
+    check_sample_count(len(features), config.n_clusters, config.n_neighbors)
+    metric = config.metric if config.metric != "auto" else ("cosine" if source.images else "euclidean")
+    neighbors = None
+    if processes.is_main:  # mined once, by the main process
+        neighbors = mine_neighbors(
+            features, config.n_neighbors, metric=metric, random_state=config.seeds.neighbors, device=config.device
+        )
+    neighbors = from_main_process(neighbors, processes)
+    embedding = {
+        "features": torch.from_numpy(features), "views": views, "neighbors": torch.from_numpy(neighbors),
+        "image_names": image_names, "skipped": skipped, "metric": metric,
+    }
+    embedding["anchors"] = anchors
+    return embedding
 
 
 def gather_embedding(features, row_names, skipped, whole, processes):
@@ -423,12 +455,12 @@ def train_encoder(source, config, policy, n_samples):
         # Every field the pretext's views use, defaults included (so that a change of default retrains), and
         # only those, so that a change to the later stages' augmentation reuses the cache.
         {field: getattr(policy, field) for field in WEAK_VIEW_FIELDS},
-        config.device, config.mixed_precision, config.seeds.pretext, config.verbose,
+        config.device, config.mixed_precision, config.seeds.pretext, config.verbose, config.checkpoints,
     )
     if config.processes.distributed:  # each process holds a share of the images: nothing to cache
         encoder, backbone_name, history = _pretrain_encoder(*arguments, processes=config.processes)
         return encoder, backbone_name, list(history)
-    pretrained = check_memory(config.memory).cache(_pretrain_encoder, ignore=["verbose"]).call_and_shelve(*arguments)
+    pretrained = check_memory(config.memory).cache(_pretrain_encoder, ignore=["verbose", "checkpoints"]).call_and_shelve(*arguments)
     encoder, backbone_name, history = pretrained.get()
     if history and history[-1].get("interrupted"):
         pretrained.clear()  # never keep a half-trained encoder in the cache
@@ -444,13 +476,14 @@ def _no_pretext_message(config):
 
 def _pretrain_encoder(
     images, backbone, backbone_weights, epochs, batch_size, pretext_params, augmentation, device, precision, seed,
-    verbose, processes=Processes(),
+    verbose, checkpoints=None, processes=Processes(),
 ):
     """Build an image encoder and train it with SimCLR for ``epochs`` epochs.
 
     images: (N, C, H, W) numpy array as :func:`~sklearn_scan._inputs.to_model_inputs` makes it.
     A plain function of its arguments, so ``memory`` can cache it (``precision``, the
-    ``mixed_precision`` setting, is one of them since it changes the result). With ``processes``
+    ``mixed_precision`` setting, is one of them since it changes the result). ``checkpoints``: the
+    fit's :class:`~sklearn_scan._checkpoints.CheckpointDirectory` or None. With ``processes``
     of a data-parallel fit, ``images`` is this process's share. Returns
     ``(encoder on the CPU, backbone name, pretext history)``.
     """
@@ -465,7 +498,7 @@ def _pretrain_encoder(
         encoder, _ = train_pretext(
             encoder, images, policy=policy_for_images(*images.shape[1:], **augmentation), epochs=epochs,
             batch_size=batch_size, device=device, generator=make_generator(seed + processes.rank), verbose=verbose,
-            history=history, processes=processes, **pretext_params,
+            history=history, processes=processes, checkpoints=checkpoints, **pretext_params,
         )
     return encoder.cpu().eval(), backbone_name, history
 
@@ -502,7 +535,7 @@ def clustering_step(encoder, source, features, neighbors, policy, freeze, config
     trainable, interrupted = train_scan(
         trainable, train_inputs, neighbors, entropy_weight=config.entropy_weight, epochs=epochs, augment=augment,
         images=on_images, generator=make_generator(config.seeds.scan + config.processes.rank), history=history,
-        anchors=anchors, processes=config.processes,
+        anchors=anchors, processes=config.processes, checkpoints=config.checkpoints,
         batch_size=config.batch_size, device=device, verbose=config.verbose,
         **{"learning_rate": learning_rate, **config.scan_params},
     )
@@ -541,7 +574,7 @@ def self_labeling(model, source, own, policy, freeze, config, history, features,
             epochs=config.selflabel_epochs, strong_augment=strong, images=source.images,
             generator=make_generator(config.seeds.selflabel + config.processes.rank), history=history,
             batch_size=config.batch_size, device=config.device, verbose=config.verbose, criterion=criterion,
-            processes=config.processes, **params,
+            processes=config.processes, checkpoints=config.checkpoints, **params,
         )
 
 

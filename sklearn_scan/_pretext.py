@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from ._augment import weak_views
+from ._checkpoints import StageCheckpoint
 from ._distributed import Processes, data_parallel, local_batches, mean_over_processes
 from ._ntxent import DEFAULT_TEMPERATURE, NTXentLoss
 from ._torch_utils import (
@@ -40,6 +41,7 @@ def train_pretext(
     weight_decay=1e-6,
     projection_dim=128,
     processes=Processes(),
+    checkpoints=None,
     verbose=0,
     history=None,
 ):
@@ -48,13 +50,16 @@ def train_pretext(
     encoder: an :class:`~sklearn_scan._backbones.Encoder`, (B, C, H, W) -> (B, F).
     images: (N, C, H, W) tensor, uint8 or float in [0, 1], on any device: with
     ``processes`` of a data-parallel fit, this process's share, of which it
-    takes ``batch_size / world_size`` images a step.
+    takes ``batch_size / world_size`` images a step. With ``checkpoints`` (a
+    :class:`~sklearn_scan._checkpoints.CheckpointDirectory`), training resumes
+    from the stage's checkpoint and saves to it.
     Returns ``(encoder, interrupted)``; the encoder is on ``device``.
     """
     history = [] if history is None else history
     encoder = prepare_module(encoder, device, images=True)
     head = projection_head(encoder.out_features, projection_dim).to(device)
-    model = data_parallel(nn.Sequential(encoder, head), device, processes)
+    network = nn.Sequential(encoder, head)
+    model = data_parallel(network, device, processes)
     loss_fn = NTXentLoss(temperature, processes)
     local_size, n_steps = local_batches(len(images), batch_size, processes)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
@@ -78,6 +83,12 @@ def train_pretext(
             count += 1
         return {"loss": mean_over_processes((total / count).item(), processes)}
 
-    interrupted = run_epochs("pretext", epochs, train_one_epoch, verbose if processes.is_main else 0, history)
+    checkpoint = None
+    if checkpoints is not None:
+        saved = {"network": network, "optimizer": optimizer, "scheduler": scheduler}
+        checkpoint = StageCheckpoint(checkpoints, "pretext", saved, [generator])
+    interrupted = run_epochs(
+        "pretext", epochs, train_one_epoch, verbose if processes.is_main else 0, history, checkpoint
+    )
     encoder.eval()
     return encoder, interrupted

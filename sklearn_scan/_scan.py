@@ -4,6 +4,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from ._checkpoints import StageCheckpoint
 from ._distributed import Processes, data_parallel, local_batches, mean_over_processes
 from ._scan_loss import SCANLoss
 from ._torch_utils import (
@@ -33,6 +34,7 @@ def train_scan(
     encoder_learning_rate=None,
     anchors=None,
     processes=Processes(),
+    checkpoints=None,
     verbose=0,
     history=None,
 ):
@@ -46,7 +48,8 @@ def train_scan(
     the encoder's learning rate, ``learning_rate`` being the heads'; None: one rate.
     anchors: the indices of the samples this process draws its anchors from
     (its share in a data-parallel fit, ``batch_size / world_size`` a step);
-    None: all of them.
+    None: all of them. checkpoints: a
+    :class:`~sklearn_scan._checkpoints.CheckpointDirectory` to resume from and save to.
     Returns ``(model, interrupted)``; the model is on ``device``.
     """
     history = [] if history is None else history
@@ -95,7 +98,11 @@ def train_scan(
             "entropy": entropy[best].item(),
         }
 
-    interrupted = run_epochs("scan", epochs, train_one_epoch, verbose if processes.is_main else 0, history)
+    checkpoint = None
+    if checkpoints is not None:
+        saved = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+        checkpoint = StageCheckpoint(checkpoints, "scan", saved, [generator])
+    interrupted = run_epochs("scan", epochs, train_one_epoch, verbose if processes.is_main else 0, history, checkpoint)
     model.eval()
     return model, interrupted
 

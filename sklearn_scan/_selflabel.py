@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from ._checkpoints import StageCheckpoint, StateOf
 from ._distributed import Processes, data_parallel, global_sum, local_batches, mean_over_processes
 from ._torch_utils import (
     autocast,
@@ -58,6 +59,7 @@ def train_selflabel(
     ema_decay=None,
     criterion=None,
     processes=Processes(),
+    checkpoints=None,
     verbose=0,
     history=None,
 ):
@@ -82,6 +84,8 @@ def train_selflabel(
     names the kept epoch, 0 for none). With ``processes`` of a data-parallel
     fit, ``inputs`` is this process's share, and the pseudo-label counts,
     confident shares and the decision to skip a step are the global batch's.
+    checkpoints: a :class:`~sklearn_scan._checkpoints.CheckpointDirectory` to
+    resume from and save to (the guard's best weights included).
     Returns ``(model, interrupted)``; the model is on ``device``.
     """
     history = [] if history is None else history
@@ -151,7 +155,25 @@ def train_selflabel(
                 guard.update(best=figures["criterion"], epoch=epoch + 1, state=good_state)
         return figures
 
-    interrupted = run_epochs("selflabel", epochs, train_one_epoch, verbose if processes.is_main else 0, history)
+    checkpoint = None
+    if checkpoints is not None:
+        saved = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+        if teacher is not None:
+            saved["teacher"] = teacher
+
+        def kept_state():
+            return {"good_state": good_state, "guard": guard}
+
+        def restore_kept(state):
+            nonlocal good_state
+            good_state = state["good_state"]
+            if guard is not None:
+                guard.update(state["guard"])
+
+        checkpoint = StageCheckpoint(checkpoints, "selflabel", saved, [generator], StateOf(kept_state, restore_kept))
+    interrupted = run_epochs(
+        "selflabel", epochs, train_one_epoch, verbose if processes.is_main else 0, history, checkpoint
+    )
     if guard is not None:
         labeler.load_state_dict(guard["state"])
         history.append({"stage": "selflabel_guard", "kept_epoch": guard["epoch"],

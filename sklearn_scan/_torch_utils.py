@@ -285,29 +285,38 @@ def predict_in_batches(module, inputs, device, batch_size, images):
     return torch.cat(outputs).numpy()
 
 
-def progress(iterable, verbose, desc, total=None):
+def progress(iterable, verbose, desc, total=None, initial=0):
     """A tqdm bar when ``verbose`` is on, the bare iterable otherwise."""
     if not verbose:
         return iterable
-    return tqdm(iterable, desc=desc, total=total, leave=True, dynamic_ncols=True)
+    return tqdm(iterable, desc=desc, total=total, initial=initial, leave=True, dynamic_ncols=True)
 
 
-def run_epochs(stage, n_epochs, train_one_epoch, verbose, history):
+def run_epochs(stage, n_epochs, train_one_epoch, verbose, history, checkpoint=None):
     """Run ``train_one_epoch(epoch) -> dict`` ``n_epochs`` times, recording history.
 
     Each epoch's dict of figures is appended to ``history`` with the stage and
     epoch number, and shown on the progress bar; a dict with ``"stopped": True``
     ends the stage after that epoch. Ctrl-C (KeyboardInterrupt) ends the stage
-    early, keeping what was learned. Returns True when the stage was interrupted.
+    early, keeping what was learned. With a
+    :class:`~sklearn_scan._checkpoints.StageCheckpoint`, the stage starts after
+    the epoch it saved and saves after epochs as it decides. Returns True when
+    the stage was interrupted.
     """
-    bar = progress(range(n_epochs), verbose, desc=stage)
+    first = checkpoint.restore(history) if checkpoint is not None else 0
+    if first is None:  # the saved stage had stopped
+        first = n_epochs
+    bar = progress(range(first, n_epochs), verbose, desc=stage, initial=first, total=n_epochs)
     try:
         for epoch in bar:
             figures = train_one_epoch(epoch)
             history.append({"stage": stage, "epoch": epoch, **figures})
             if verbose:
                 bar.set_postfix({key: f"{value:.4g}" for key, value in figures.items()})
-            if figures.get("stopped"):
+            stopped = bool(figures.get("stopped"))
+            if checkpoint is not None:
+                checkpoint.after_epoch(epoch, stopped or epoch == n_epochs - 1, history, stopped=stopped)
+            if stopped:
                 break
     except KeyboardInterrupt:
         warnings.warn(

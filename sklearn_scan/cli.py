@@ -76,6 +76,9 @@ def _parser():
                          help="treat each image's top-level subfolder as its true class, and score the clusters "
                               "against it in the report (labels are never used for fitting)")
     cluster.add_argument("--jobs", type=int, default=-1, help="threads decoding images (default: all cores)")
+    cluster.add_argument("--checkpoint-dir", default=None,
+                         help="folder where the fit saves its state as it goes; run the same command again to "
+                              "resume a fit that was stopped or killed")
     cluster.add_argument("--quiet", action="store_true", help="no progress bars")
 
     predict = commands.add_parser(
@@ -147,11 +150,11 @@ def _cluster(args):
         pretext_epochs=_auto(args.pretext_epochs), scan_epochs=_auto(args.scan_epochs),
         selflabel_epochs=_auto(args.selflabel_epochs),
         batch_size=args.batch_size, device=args.device, random_state=args.random_state, image_size=args.image_size,
-        n_jobs=args.jobs, verbose=0 if args.quiet else 1,
+        n_jobs=args.jobs, checkpoint_dir=args.checkpoint_dir, verbose=0 if args.quiet else 1,
     )
     try:
         model.fit(source)
-    except (ValueError, RuntimeError, ImportError) as error:
+    except (ValueError, RuntimeError, ImportError, OSError) as error:
         raise SystemExit(f"sklearn-scan: {error}") from error
     if not main_process:
         return
