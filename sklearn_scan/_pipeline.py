@@ -2,7 +2,7 @@
 
 ::
 
-    source (_sources)  --in_memory-->  pretext (_pretext)  --embed-->  neighbours (_neighbors)
+    source (_sources)  --decoded-->  pretext (_pretext)  --embed-->  neighbours (_neighbors)
         --> clustering step (_scan)  --> self-labeling (_selflabel)  --> FitResult
 
 A :class:`FitConfig` says what each stage does (the estimator's parameters, with
@@ -39,6 +39,7 @@ from ._pretext import train_pretext
 from ._pretrained import is_pretrained_name
 from ._scan import choose_heads, scan_loss_of_predictions, train_scan
 from ._selflabel import train_selflabel
+from ._sources import DecodedImages
 from ._distributed import Processes, from_main_process, gather_by_position, gather_lists, global_sum
 from ._torch_utils import make_generator, mixed_precision, predict_in_batches, reuse_freed_memory, seeded
 
@@ -304,7 +305,7 @@ def _run_stages(source, config):
     if processes.distributed:
         source = source.share(processes)
     if not config.embeds_once:
-        source = source.in_memory()
+        source = source.decoded(*decoded_images_file(config, "share" if processes.distributed else None))
     n_samples = int(global_sum(torch.tensor(source.n_samples), processes))
     check_sample_count(n_samples, config.n_clusters, config.n_neighbors)
     policy = policy_for_images(*source.input_shape, **config.augmentation_params) if source.images else None
@@ -331,7 +332,7 @@ def _run_stages(source, config):
     anchors, own = embedding.get("anchors"), source  # own: the samples this process trains self-labeling on
     if processes.distributed:
         if not freeze:  # the network trains on the images of any anchor's neighbours: every process holds them all
-            source = whole.in_memory().to(config.device)
+            source = whole.decoded(*decoded_images_file(config, "whole")).to(config.device)
     history.append({"stage": "neighbors", "n_neighbors": config.n_neighbors, "metric": metric, "views": n_views})
     clock.lap("embedding and neighbours")
 
@@ -360,6 +361,15 @@ def _run_stages(source, config):
         confidence=torch.softmax(torch.from_numpy(logits).double(), dim=1).max(dim=1).values.numpy(),
         image_names=image_names, skipped_images=skipped,
     )
+
+
+def decoded_images_file(config, part=None):
+    """``(directory, name)`` of the file a collection's images are decoded to: in the checkpoint directory,
+    so a resumed fit reads them again (one file per process and ``part`` in a data-parallel fit), else None."""
+    if config.checkpoints is None:
+        return None, None
+    processes = config.processes
+    return config.checkpoints.directory, "images" if part is None else f"images-{part}-{processes.rank}"
 
 
 def embed_and_mine(source, whole, encoder, backbone_name, policy, n_views, config):
@@ -449,8 +459,9 @@ def train_encoder(source, config, policy, n_samples):
                 weights=config.backbone_weights,
             )
         return encoder.cpu().eval(), backbone_name, []
+    images = source.inputs if isinstance(source.inputs, DecodedImages) else source.inputs.numpy()
     arguments = (
-        source.inputs.numpy(), config.backbone, config.backbone_weights, epochs, config.batch_size,
+        images, config.backbone, config.backbone_weights, epochs, config.batch_size,
         config.pretext_params,
         # Every field the pretext's views use, defaults included (so that a change of default retrains), and
         # only those, so that a change to the later stages' augmentation reuses the cache.
@@ -480,14 +491,16 @@ def _pretrain_encoder(
 ):
     """Build an image encoder and train it with SimCLR for ``epochs`` epochs.
 
-    images: (N, C, H, W) numpy array as :func:`~sklearn_scan._inputs.to_model_inputs` makes it.
+    images: (N, C, H, W) numpy array as :func:`~sklearn_scan._inputs.to_model_inputs` makes it, or
+    :class:`~sklearn_scan._sources.DecodedImages` (hashed by their digest).
     A plain function of its arguments, so ``memory`` can cache it (``precision``, the
     ``mixed_precision`` setting, is one of them since it changes the result). ``checkpoints``: the
     fit's :class:`~sklearn_scan._checkpoints.CheckpointDirectory` or None. With ``processes``
     of a data-parallel fit, ``images`` is this process's share. Returns
     ``(encoder on the CPU, backbone name, pretext history)``.
     """
-    images = torch.from_numpy(images).to(device)
+    if not isinstance(images, DecodedImages):
+        images = torch.from_numpy(images).to(device)
     history = []
     with seeded(seed, device), mixed_precision(precision):
         encoder, backbone_name = build_encoder(

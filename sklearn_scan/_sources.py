@@ -4,19 +4,25 @@ Two sources, three ways of reading them:
 
 - :class:`ArraySource`: samples in memory, as :func:`~sklearn_scan._inputs.to_model_inputs`
   makes them, from an array the estimator validated;
-- :class:`ImageCollection`: a folder, image files or a torch Dataset, either decoded into
-  memory once (:meth:`ImageCollection.in_memory`, an ``ArraySource`` of the images that
-  decoded) or streamed, decoded and dropped one batch at a time, through a fixed encoder
-  (:meth:`ImageCollection.embed`) or a fitted model (:meth:`ImageCollection.map`).
+- :class:`ImageCollection`: a folder, image files or a torch Dataset, either decoded once
+  into a file on disk (:meth:`ImageCollection.decoded`, an ``ArraySource`` of the images
+  that decoded, read a batch at a time through :class:`DecodedImages`) or streamed, decoded
+  and dropped one batch at a time, through a fixed encoder (:meth:`ImageCollection.embed`)
+  or a fitted model (:meth:`ImageCollection.map`).
 
 Both answer the same calls (``images``, ``input_shape``, ``n_samples``, ``inputs``,
-``in_memory``, ``to``, ``embed``, ``map``), so the pipeline and inference never ask where
-the pixels come from. This module also holds the choices that depend on the data alone:
+``decoded``, ``to``, ``embed``, ``map``), so the pipeline and inference never ask where
+the pixels come from, and a fit's memory does not grow with the number of image files. This module also holds the choices that depend on the data alone:
 the backbone "auto" picks for photos and the side image files are decoded at.
 """
 
+import hashlib
+import json
 import os
+import tempfile
+import threading
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -101,7 +107,7 @@ class ArraySource:
     def n_samples(self):
         return len(self.inputs)
 
-    def in_memory(self):
+    def decoded(self, directory=None, name=None):
         return self
 
     def share(self, processes):
@@ -123,6 +129,115 @@ class ArraySource:
         return np.asarray(compute(self.inputs, self.images))
 
 
+class DecodedImages:
+    """Decoded images (N, C, H, W) uint8 in a file, indexed like a tensor and read one batch at a time.
+
+    ``images[indices]`` (ints, a slice, or an index tensor) reads those rows into
+    a new uint8 tensor, a channels-last view as decoded arrays give; the file
+    holds them as (N, H, W, C). Reads go through the operating system's file
+    cache, not a memory map, so the process's memory holds a batch, not the file.
+    ``digest``: of the pixels, so that ``joblib.hash`` (the ``memory`` cache)
+    sees the content and not the file.
+    """
+
+    dtype = torch.uint8
+    device = torch.device("cpu")
+
+    def __init__(self, file, n_images, input_shape, digest):
+        self.file, self.digest = file, digest
+        self.shape = torch.Size((n_images, *input_shape))
+        channels, height, width = input_shape
+        self.row_shape, self.row_bytes = (height, width, channels), channels * height * width
+        self.lock = threading.Lock()  # for the seek-and-read fallback where os.preadv is missing
+
+    @classmethod
+    def write(cls, batches, input_shape, directory=None, name="images"):
+        """Write the ``(pixels (B, H, W, C), positions, skipped)`` batches of
+        :func:`~sklearn_scan._images.iter_image_batches`; returns ``(images, kept positions, skipped)``."""
+        kept, skipped, digest = [], [], hashlib.blake2b(digest_size=16)
+        if directory is None:
+            file = tempfile.TemporaryFile(prefix="sklearn-scan-images-")
+        else:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+            file = open(Path(directory) / f".{name}.u8.{os.getpid()}.tmp", "w+b")
+        for pixels, positions, batch_skipped in batches:
+            file.write(pixels.tobytes())
+            digest.update(pixels.tobytes())
+            kept.extend(positions.tolist())
+            skipped.extend(batch_skipped)
+        file.flush()
+        images = cls(file, len(kept), input_shape, digest.hexdigest())
+        if directory is not None:  # complete: it takes its name, then its index is written
+            os.fsync(file.fileno())
+            os.replace(file.name, Path(directory) / f"{name}.u8")
+            index = {"input_shape": list(input_shape), "kept": kept, "skipped": [list(item) for item in skipped],
+                     "digest": images.digest}
+            (Path(directory) / f"{name}.json").write_text(json.dumps(index))
+        return images, kept, skipped
+
+    @classmethod
+    def open(cls, directory, name):
+        """``(images, kept positions, skipped)`` written to ``directory`` by :meth:`write`, or None."""
+        try:
+            index = json.loads((directory / f"{name}.json").read_text())
+            file = open(directory / f"{name}.u8", "rb")
+        except (OSError, ValueError):
+            return None
+        images = cls(file, len(index["kept"]), tuple(index["input_shape"]), index["digest"])
+        if os.fstat(file.fileno()).st_size != len(images) * images.row_bytes:
+            file.close()
+            return None
+        return images, index["kept"], [tuple(item) for item in index["skipped"]]
+
+    def __len__(self):
+        return self.shape[0]
+
+    def numel(self):
+        return self.shape.numel()
+
+    def to(self, device):
+        """The same images: batches move to ``device`` as they are read."""
+        return self
+
+    def __getstate__(self):
+        return {"digest": self.digest, "shape": tuple(self.shape)}
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            return self[index:index + 1][0]
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step == 1:
+                pixels = np.empty((max(0, stop - start), *self.row_shape), dtype=np.uint8)
+                self._read(pixels, start)
+                return torch.from_numpy(pixels).permute(0, 3, 1, 2)
+            index = range(start, stop, step)
+        rows = np.asarray(index, dtype=np.int64).reshape(-1)
+        if len(rows) and (rows.min() < -len(self) or rows.max() >= len(self)):
+            raise IndexError(f"index out of range for {len(self)} images")
+        rows = np.where(rows < 0, rows + len(self), rows)
+        pixels = np.empty((len(rows), *self.row_shape), dtype=np.uint8)
+        for row, position in zip(pixels, rows.tolist()):
+            self._read(row, position)
+        return torch.from_numpy(pixels).permute(0, 3, 1, 2)
+
+    def _read(self, out, position):
+        """Fill the array ``out`` with the bytes of the file from image ``position`` on."""
+        buffer = memoryview(out).cast("B")
+        offset = position * self.row_bytes
+        if hasattr(os, "preadv"):
+            done = 0
+            while done < len(buffer):
+                count = os.preadv(self.file.fileno(), [buffer[done:]], offset + done)
+                if count == 0:
+                    raise OSError(f"the decoded images file ended early at byte {offset + done}")
+                done += count
+            return
+        with self.lock:
+            self.file.seek(offset)
+            self.file.readinto(buffer)
+
+
 class ImageCollection:
     """A folder, image files or a torch Dataset, decoded one batch at a time.
 
@@ -133,7 +248,7 @@ class ImageCollection:
     """
 
     images = True
-    inputs = None  # never all in memory: see in_memory
+    inputs = None  # never all in memory: see decoded
 
     def __init__(self, X, image_size, *, channels=3, n_jobs=None, verbose=0, batch_size=128, positions=None):
         self.X, self.image_size, self.channels = X, image_size, channels
@@ -171,14 +286,25 @@ class ImageCollection:
     def n_samples(self):
         return len(self.names)
 
-    def in_memory(self):
-        """An :class:`ArraySource` of the images that decode, held in memory once, resized."""
-        pixels, names, kept, skipped = load_image_collection(
-            self.X, self.image_size, channels=self.channels, n_jobs=self.n_jobs, verbose=self.verbose,
-            batch_size=self.batch_size,
+    def decoded(self, directory=None, name="images"):
+        """An :class:`ArraySource` of the images that decode, resized, in a file read a batch at a time.
+
+        directory: where the file is kept as ``<name>.u8`` with ``<name>.json``
+        (the names of its rows, the skipped items), so that a later fit with
+        the same directory reads it instead of decoding again; None: an
+        anonymous temporary file, gone when the fit ends.
+        """
+        if directory is not None:
+            stored = DecodedImages.open(Path(directory), name)
+            if stored is not None:
+                images, kept, skipped = stored
+                return ArraySource(images, True, [self.row_names[index] for index in kept], skipped)
+        batches = iter_image_batches(
+            self.X, self.image_size, names=self.names, channels=self.channels, n_jobs=self.n_jobs,
+            verbose=self.verbose, batch_size=self.batch_size,
         )
-        inputs, _ = to_model_inputs(pixels, copy=False)
-        return ArraySource(inputs, True, [self.row_names[index] for index in kept], skipped)
+        images, kept, skipped = DecodedImages.write(batches, self.input_shape, directory, name)
+        return ArraySource(images, True, [self.row_names[index] for index in kept], skipped)
 
     def to(self, device):
         return self

@@ -202,9 +202,9 @@ def test_fixed_encoder_fit_embeds_a_collection_batch_by_batch(photo_folder, monk
     import sklearn_scan._sources as sources_module
 
     def refuse(*args, **kwargs):
-        raise AssertionError("the collection was decoded into memory at once")
+        raise AssertionError("the collection was decoded whole")
 
-    monkeypatch.setattr(sources_module, "load_image_collection", refuse)
+    monkeypatch.setattr(sources_module.DecodedImages, "write", refuse)
     with pytest.warns(UserWarning, match="Skipped 1 image"):
         streamed = SCANClusterer(**params).fit(folder)
     assert streamed.image_names_ == [all_names[index] for index in kept]
@@ -219,7 +219,7 @@ def test_fixed_encoder_fit_embeds_a_collection_batch_by_batch(photo_folder, monk
     assert len(labels) == 41 and (labels == -1).sum() == 1
     np.testing.assert_array_equal(labels[labels >= 0], streamed.labels_)
     # With self-labeling the images are needed (augmented views), so they are decoded once.
-    with pytest.raises(AssertionError, match="decoded into memory"):
+    with pytest.raises(AssertionError, match="decoded whole"):
         SCANClusterer(**dict(params, selflabel_epochs=1)).fit(folder)
 
 
