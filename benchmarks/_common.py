@@ -39,6 +39,15 @@ def table_cells(row):
     return " | ".join(figures + [f"{row['seconds']['median']:.1f}", f"{row['peak_memory_mib']['median']:.0f}"])
 
 
+def cpu_kind():
+    """The CPU's kernel level and whether it computes bfloat16 natively, e.g. "AVX2, native bfloat16: no"."""
+    import torch
+
+    from sklearn_scan._torch_utils import cpu_has_native_bfloat16
+
+    return f"{torch.backends.cpu.get_cpu_capability()}, native bfloat16: {'yes' if cpu_has_native_bfloat16() else 'no'}"
+
+
 def run_metadata(**extra):
     """Machine, torch version, date and commit of a benchmark run."""
     import torch

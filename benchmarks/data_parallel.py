@@ -17,17 +17,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import ROOT, run_metadata
+from _common import ROOT, cpu_kind, run_metadata
 
 SCRIPT = ROOT / "tests" / "distributed_fit.py"
-
-
-def cpu_capability():
-    import torch
-
-    from sklearn_scan._torch_utils import cpu_has_native_bfloat16
-
-    return f"{torch.backends.cpu.get_cpu_capability()}, native bfloat16: {'yes' if cpu_has_native_bfloat16() else 'no'}"
 
 
 def launch(command, out_dir):
@@ -54,7 +46,7 @@ def main():
                 "same_labels_on_every_process": bool(np.array_equal(ranks[0]["labels"], ranks[1]["labels"])),
             },
             "agreement": clustering_accuracy_score(alone["labels"], ranks[0]["labels"]),
-            "meta": run_metadata(command="python benchmarks/data_parallel.py", cpu_capability=cpu_capability()),
+            "meta": run_metadata(command="python benchmarks/data_parallel.py", cpu_capability=cpu_kind()),
         }
     (ROOT / "docs" / "data-parallel.json").write_text(json.dumps(row, indent=1) + "\n")
     meta, spread = row["meta"], row["torchrun_2"]

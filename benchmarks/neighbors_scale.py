@@ -19,7 +19,7 @@ import resource
 import time
 
 import numpy as np
-from _common import ROOT, in_fresh_process, run_metadata
+from _common import ROOT, cpu_kind, in_fresh_process, run_metadata
 
 DOCS = ROOT / "docs"
 N_QUERIES = 500
@@ -103,14 +103,6 @@ def run(name, n, method, embedding):
     }
 
 
-def cpu_capability():
-    import torch
-
-    from sklearn_scan._torch_utils import cpu_has_native_bfloat16
-
-    return f"{torch.backends.cpu.get_cpu_capability()}, native bfloat16: {'yes' if cpu_has_native_bfloat16() else 'no'}"
-
-
 def markdown(rows):
     meta = rows[-1]["meta"]
     lines = [
@@ -178,7 +170,7 @@ def main():
                 print(json.dumps(row), flush=True)
                 if args.no_record:
                     continue
-                row["meta"] = run_metadata(cpu_capability=cpu_capability(), command="python benchmarks/neighbors_scale.py " + " ".join(
+                row["meta"] = run_metadata(cpu_capability=cpu_kind(), command="python benchmarks/neighbors_scale.py " + " ".join(
                     ["--sizes", str(n), "--data", name, "--methods", method]))
                 rows = [r for r in rows if (r["data"], r["n"], r["method"]) != (name, n, method)] + [row]
                 path.write_text(json.dumps(rows, indent=1) + "\n")

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import ROOT, run_metadata
+from _common import ROOT, cpu_kind, run_metadata
 
 CIFAR_TAR = ROOT.parent / "shared" / "data" / "cifar10-jpg.tar"
 
@@ -78,12 +78,7 @@ def main():
     args = parser.parse_args()
     if not CIFAR_TAR.exists():
         raise SystemExit(f"needs {CIFAR_TAR} (see ../shared/data/README.md)")
-    import torch
-
-    from sklearn_scan._torch_utils import cpu_has_native_bfloat16
-
-    capability = f"{torch.backends.cpu.get_cpu_capability()}, native bfloat16: {'yes' if cpu_has_native_bfloat16() else 'no'}"
-    meta = run_metadata(arguments=" ".join(sys.argv[1:]), cpu_capability=capability)  # before the runs: the code they start with
+    meta = run_metadata(arguments=" ".join(sys.argv[1:]), cpu_capability=cpu_kind())  # before the runs: the code they start with
     runs = []
     for seed in args.seeds:
         runs.append(run(seed, args.per_class))

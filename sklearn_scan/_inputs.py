@@ -24,6 +24,8 @@ def to_model_inputs(X, copy=True):
             f"(n_samples, height, width) or images (n_samples, height, width, channels); "
             f"got an array with {X.ndim} dimensions, shape {X.shape}."
         )
+    if 0 in X.shape[1:3]:
+        raise ValueError(f"Images must be at least 1x1 pixels; got shape {X.shape}.")
     channels = X.shape[-1]
     if channels not in (1, 3):
         hint = ""

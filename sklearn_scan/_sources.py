@@ -33,7 +33,6 @@ from ._images import (
     collection_names,
     is_image_collection,
     iter_image_batches,
-    load_image_collection,
     looks_like_photos,
 )
 from ._inputs import to_model_inputs
