@@ -3,6 +3,9 @@
 import numpy as np
 import torch
 
+
+from ._torch_utils import release_freed_memory
+
 #: On a CPU, exact search (a blocked matrix product, quadratic in N) up to this many samples; above it an
 #: approximate index. On a GPU exact search runs up to ``GPU_EXACT_SEARCH_MAX_SAMPLES``.
 EXACT_SEARCH_MAX_SAMPLES = 20_000
@@ -71,6 +74,8 @@ def _exact_neighbors(features, n_neighbors, metric, device, block_elements=2**24
         rows = torch.arange(len(block), device=device)
         distances[rows, rows + start] = float("inf")
         neighbors.append(torch.topk(distances, n_neighbors, dim=1, largest=False).indices.cpu())
+        del distances
+        release_freed_memory()
     return torch.cat(neighbors).numpy().astype(np.int64)
 
 

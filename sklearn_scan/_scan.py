@@ -107,21 +107,27 @@ def train_scan(
     return model, interrupted
 
 
-def scan_loss_of_predictions(logits, neighbors, entropy_weight):
+def scan_loss_of_predictions(logits, neighbors, entropy_weight, chunk_elements=2**21):
     """The SCAN loss of fixed predictions over all samples and all their neighbours.
 
     logits: (N, ..., C) array, e.g. (N, n_heads, C); neighbors: (N, k).
-    The consistency term averages over every (sample, neighbour) pair.
+    The consistency term averages over every (sample, neighbour) pair. Pairs
+    are taken in chunks of rows of about ``chunk_elements`` values, so memory
+    holds the log-probabilities and one chunk, whatever N.
     Returns ``(total, consistency, entropy)`` numpy arrays of shape (...).
     """
-    logits = torch.as_tensor(np.asarray(logits, dtype=np.float32))
+    log_probs = torch.log_softmax(torch.as_tensor(np.asarray(logits, dtype=np.float32)), dim=-1)
     neighbors = torch.as_tensor(neighbors)
-    loss_fn = SCANLoss(entropy_weight)
-    consistency = 0
-    for column in range(neighbors.shape[1]):
-        _, column_consistency, entropy = loss_fn(logits, logits[neighbors[:, column]])
-        consistency = consistency + column_consistency
-    consistency = consistency / neighbors.shape[1]
+    n_samples = len(log_probs)
+    rows_per_chunk = max(1, chunk_elements // max(1, neighbors.shape[1] * log_probs[0].numel()))
+    log_dot_sum = torch.zeros(log_probs.shape[1:-1], dtype=torch.float64)
+    for start in range(0, n_samples, rows_per_chunk):
+        anchors = log_probs[start : start + rows_per_chunk].unsqueeze(1)  # (R, 1, ..., C)
+        partners = log_probs[neighbors[start : start + rows_per_chunk]]  # (R, k, ..., C)
+        log_dot_sum += torch.logsumexp(anchors + partners, dim=-1).sum(dim=(0, 1), dtype=torch.float64)
+    consistency = (-log_dot_sum / (n_samples * neighbors.shape[1])).float()
+    mean_probs = log_probs.exp().sum(dim=0, dtype=torch.float64).float() / n_samples
+    entropy = -(mean_probs * torch.log(mean_probs.clamp_min(1e-8))).sum(dim=-1)
     total = consistency - entropy_weight * entropy
     return total.numpy(), consistency.numpy(), entropy.numpy()
 

@@ -37,7 +37,7 @@ from ._images import (
 )
 from ._inputs import to_model_inputs
 from ._pretrained import PHOTO_BACKBONE, is_pretrained_name, shipped_weights_file
-from ._torch_utils import predict_in_batches, prepare_module
+from ._torch_utils import predict_in_batches, prepare_module, release_freed_memory
 
 #: Side of the square images decoded from files when ``image_size`` is None.
 DEFAULT_IMAGE_SIZE = 64
@@ -330,6 +330,7 @@ class ImageCollection:
             if inputs is not None:
                 features.append(predict_in_batches(encoder, inputs, device, batch_size, images=True))
                 kept.extend(positions.tolist())
+            release_freed_memory()
         return np.concatenate(features), [self.row_names[index] for index in kept], skipped
 
     def map(self, compute, missing):
@@ -343,4 +344,5 @@ class ImageCollection:
                 dtype = np.float64 if np.isnan(missing) else values.dtype
                 filled = np.full((len(self.names),) + values.shape[1:], missing, dtype=dtype)
             filled[positions] = values
+            release_freed_memory()
         return filled

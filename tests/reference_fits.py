@@ -1,7 +1,7 @@
 """Small fits, one per route through a fit, whose partitions are recorded to catch changes of behaviour.
 
 Routes: images from scratch with heads alone, the whole network with self-labeling, heads with
-self-labeling, 2-D features (MLP and unit-length rows), a folder decoded into memory, and a folder
+self-labeling, 2-D features (MLP and unit-length rows), a folder decoded once to disk, and a folder
 streamed through a fixed encoder. Every case is a fit that clusters: it uses all its clusters and
 beats chance clearly (``tests/test_reference_labels.py`` checks both), so a recorded partition pins
 learning, not only determinism. The cases run with the default precision ("auto": bfloat16 on CPUs

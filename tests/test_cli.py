@@ -1,4 +1,5 @@
 import csv
+import warnings
 
 import pytest
 from PIL import Image
@@ -61,6 +62,24 @@ def test_cluster_then_predict(photos, tmp_path, capsys):
     main(["predict", str(out / "model.pt"), str(photos / "top" / "001.png"), "--quiet"])
     printed = capsys.readouterr().out.splitlines()
     assert printed[0] == "path,cluster,confidence" and printed[1].startswith(str(photos / "top" / "001.png"))
+
+
+def test_cluster_with_a_checkpoint_dir_resumes_to_the_same_assignments(photos, tmp_path):
+    state = tmp_path / "state"
+    runs = []
+    for attempt in range(2):
+        out = tmp_path / f"result{attempt}"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            main(["cluster", str(photos), "--n-clusters", "2", "--out", str(out), "--checkpoint-dir", str(state), *FAST])
+        runs.append(read_csv(out / "assignments.csv"))
+    assert runs[0] == runs[1]
+    assert {"fingerprint.json", "pretext.pt", "embedding.pt", "scan.pt", "images.u8"} <= {
+        path.name for path in state.iterdir()}
+    # Other parameters with the same folder: a one-line error that names the difference.
+    with pytest.raises(SystemExit, match="n_clusters was 2 there and is 3 here"):
+        main(["cluster", str(photos), "--n-clusters", "3", "--out", str(tmp_path / "other"),
+              "--checkpoint-dir", str(state), *FAST])
 
 
 def test_errors_are_one_line_messages(tmp_path):

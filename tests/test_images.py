@@ -233,3 +233,58 @@ def test_a_collection_with_one_readable_image_is_refused(tmp_path):
     model.set_params(n_neighbors=1)
     with pytest.warns(UserWarning, match="Skipped 1 image"), pytest.raises(ValueError, match="n_samples=1"):
         model.fit(tmp_path)
+
+
+def test_decoded_images_index_like_the_pixels_they_hold(tmp_path):
+    from sklearn_scan._sources import DecodedImages
+
+    pixels = np.random.default_rng(0).integers(0, 256, size=(7, 5, 6, 3), dtype=np.uint8)
+    batches = [(pixels[:4], np.arange(4), []), (pixels[4:], np.arange(5, 8), [("broken.png", "not an image")])]
+    expected = torch.from_numpy(pixels).permute(0, 3, 1, 2)
+    for directory in (None, tmp_path):
+        images, kept, skipped = DecodedImages.write(iter(batches), (3, 5, 6), directory, "images")
+        assert kept == [0, 1, 2, 3, 5, 6, 7] and skipped == [("broken.png", "not an image")]
+        assert images.shape == expected.shape and len(images) == 7 and images.numel() == expected.numel()
+        for index in (2, -1, slice(1, 5), slice(None, None, 3), torch.tensor([6, 0, 6]), np.array([3, -2]), []):
+            np.testing.assert_array_equal(images[index].numpy(), expected[index].numpy())
+        with pytest.raises(IndexError):
+            images[torch.tensor([7])]
+    # Kept in a directory, the file is read again without decoding.
+    stored, kept, skipped = DecodedImages.open(tmp_path, "images")
+    np.testing.assert_array_equal(stored[:].numpy(), expected.numpy())
+    assert skipped == [("broken.png", "not an image")]
+    assert DecodedImages.open(tmp_path, "other") is None
+    (tmp_path / "images.u8").write_bytes(b"truncated")
+    assert DecodedImages.open(tmp_path, "images") is None
+
+
+def test_a_folder_fit_keeps_its_decoded_images_in_the_checkpoint_dir(photo_folder, tmp_path_factory, monkeypatch):
+    folder, _ = photo_folder
+    checkpoint_dir = tmp_path_factory.mktemp("checkpoints")
+    params = fast_params(n_clusters=2, pretext_epochs=2, scan_epochs=2, batch_size=16, image_size=8,
+                         checkpoint_dir=checkpoint_dir)
+    with pytest.warns(UserWarning, match="Skipped 1 image"):
+        first = SCANClusterer(**params).fit(folder)
+    assert (checkpoint_dir / "images.u8").stat().st_size == 40 * 8 * 8 * 3
+
+    import sklearn_scan._sources as sources_module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(sources_module, "iter_image_batches", refuse)
+    again = SCANClusterer(**params).fit(folder)
+    np.testing.assert_array_equal(again.labels_, first.labels_)
+    assert again.image_names_ == first.image_names_ and again.skipped_images_ == first.skipped_images_
+
+
+def test_a_folder_fit_through_the_memory_cache_trains_the_pretext_once(photo_folder, tmp_path_factory):
+    folder, _ = photo_folder
+    params = fast_params(n_clusters=2, pretext_epochs=3, scan_epochs=2, batch_size=16, image_size=8,
+                         memory=str(tmp_path_factory.mktemp("cache")))
+    with pytest.warns(UserWarning, match="Skipped 1 image"):
+        first = SCANClusterer(**params).fit(folder)
+    with pytest.warns(UserWarning, match="Skipped 1 image"):
+        cached = SCANClusterer(**params).fit(folder)
+    np.testing.assert_array_equal(cached.labels_, first.labels_)
+    assert cached.stage_seconds_["pretext"] < first.stage_seconds_["pretext"] / 3
