@@ -3,6 +3,8 @@
 import numpy as np
 import torch
 
+from ._torch_utils import release_freed_memory
+
 
 def to_model_inputs(X, copy=True):
     """Adapt a validated array to the tensor every stage takes, without modifying X.
@@ -56,7 +58,7 @@ def to_model_inputs(X, copy=True):
     return torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2))), True
 
 
-def per_channel_statistics(inputs, images, chunk_elements=2**24):
+def per_channel_statistics(inputs, images, chunk_elements=2**22):
     """Mean and std per channel (images) or per feature, as float32 tensors.
 
     inputs: (N, C, H, W) or (N, D), uint8 (0-255, scaled to 0-1) or float.
@@ -72,6 +74,8 @@ def per_channel_statistics(inputs, images, chunk_elements=2**24):
         values = inputs[start : start + rows].double()
         total = total + values.sum(dim=dims)
         squares = squares + values.square().sum(dim=dims)
+        del values
+        release_freed_memory()
     count = inputs.numel() / inputs.shape[1]
     mean = total / count
     variance = (squares - count * mean.square()).clamp(min=0.0) / max(count - 1, 1)

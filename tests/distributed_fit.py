@@ -1,11 +1,12 @@
 """A user's digits script, run by tests/test_distributed.py in one process or under torchrun.
 
-    python tests/distributed_fit.py OUT_DIR [--die-after-pretext-epoch RANK]
+    python tests/distributed_fit.py OUT_DIR [--die-after-pretext-epoch RANK [--die-epoch N]] [--checkpoint-dir DIR]
     python -m torch.distributed.run --standalone --nproc_per_node 2 tests/distributed_fit.py OUT_DIR
 
 Every process writes its labels and how many images went through the first convolution to
 OUT_DIR/rank<RANK>.npz. With --die-after-pretext-epoch RANK, that process kills itself (SIGKILL)
-after its first pretext epoch.
+after its pretext epoch N (0: the first). With --checkpoint-dir, the fit saves a checkpoint
+after every epoch there, and resumes from it.
 """
 
 import argparse
@@ -29,6 +30,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("out_dir")
     parser.add_argument("--die-after-pretext-epoch", type=int, default=None)
+    parser.add_argument("--die-epoch", type=int, default=0)
+    parser.add_argument("--checkpoint-dir", default=None)
     parser.add_argument("--defaults", action="store_true", help="SCANClusterer(n_clusters=10, random_state=0)")
     args = parser.parse_args()
     rank = int(os.environ.get("RANK", "0"))
@@ -49,19 +52,25 @@ def main():
 
         real_run_epochs = _pretext.run_epochs
 
-        def run_then_die(stage, n_epochs, train_one_epoch, verbose, history):
+        def run_then_die(stage, n_epochs, train_one_epoch, verbose, history, checkpoint=None):
             def one_epoch_then_die(epoch):
                 figures = train_one_epoch(epoch)
-                os.kill(os.getpid(), signal.SIGKILL)
+                if epoch >= args.die_epoch:
+                    os.kill(os.getpid(), signal.SIGKILL)
                 return figures
 
-            return real_run_epochs(stage, n_epochs, one_epoch_then_die, verbose, history)
+            return real_run_epochs(stage, n_epochs, one_epoch_then_die, verbose, history, checkpoint)
 
         _pretext.run_epochs = run_then_die
 
     digits = load_digits()
     start = time.perf_counter()
-    params = dict(n_clusters=10, random_state=0) if args.defaults else PARAMS
+    params = dict(n_clusters=10, random_state=0) if args.defaults else dict(PARAMS)
+    if args.checkpoint_dir:
+        import sklearn_scan._checkpoints
+
+        sklearn_scan._checkpoints.CHECKPOINT_SECONDS = 0.0
+        params["checkpoint_dir"] = args.checkpoint_dir
     model = SCANClusterer(**params).fit(digits.images / 16.0)
     np.savez(os.path.join(args.out_dir, f"rank{rank}.npz"), labels=model.labels_, truth=digits.target,
              first_convolution_images=first_convolution_images[0], seconds=time.perf_counter() - start)

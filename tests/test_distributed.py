@@ -103,22 +103,32 @@ def _run(command, timeout):
                           env=environment)
 
 
+TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", SCRIPT]
+
+
+@pytest.fixture(scope="module")
+def torchrun_fit(tmp_path_factory):
+    """The labels of each of the 2 processes of an uninterrupted fit under torchrun."""
+    import numpy as np
+
+    out = tmp_path_factory.mktemp("torchrun")
+    two = _run([*TORCHRUN, str(out)], timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    return [np.load(out / f"rank{rank}.npz") for rank in range(2)]
+
+
 @pytest.mark.slow_distributed
-def test_a_fit_under_torchrun_matches_one_process(tmp_path):
+def test_a_fit_under_torchrun_matches_one_process(tmp_path, torchrun_fit):
     import numpy as np
 
     from sklearn_scan.metrics import clustering_accuracy_score
 
-    single, spread = tmp_path / "single", tmp_path / "torchrun"
+    single = tmp_path / "single"
     single.mkdir()
-    spread.mkdir()
     one = _run([SCRIPT, str(single)], timeout=600)
     assert one.returncode == 0, one.stderr[-3000:]
-    two = _run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", SCRIPT, str(spread)],
-               timeout=600)
-    assert two.returncode == 0, two.stderr[-3000:]
     alone = np.load(single / "rank0.npz")
-    ranks = [np.load(spread / f"rank{rank}.npz") for rank in range(2)]
+    ranks = torchrun_fit
     np.testing.assert_array_equal(ranks[0]["labels"], ranks[1]["labels"])  # every process: the same model
     truth = alone["truth"]
     accuracy_alone = clustering_accuracy_score(truth, alone["labels"])
@@ -135,8 +145,22 @@ def test_a_killed_process_stops_the_others_with_an_error(tmp_path):
     import time
 
     start = time.perf_counter()
-    run = _run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", SCRIPT, str(tmp_path),
-                "--die-after-pretext-epoch", "1"], timeout=300)
+    run = _run([*TORCHRUN, str(tmp_path), "--die-after-pretext-epoch", "1"], timeout=300)
     assert run.returncode != 0
     assert time.perf_counter() - start < 300
     assert not (tmp_path / "rank0.npz").exists()  # the survivor did not carry on as if alone
+
+
+@pytest.mark.slow_distributed
+def test_a_killed_fit_under_torchrun_resumes_from_its_checkpoints(tmp_path, torchrun_fit):
+    import numpy as np
+
+    state = tmp_path / "state"
+    killed = _run([*TORCHRUN, str(tmp_path), "--checkpoint-dir", str(state), "--die-after-pretext-epoch", "1",
+                   "--die-epoch", "3"], timeout=300)
+    assert killed.returncode != 0
+    assert torch.load(state / "pretext.pt", weights_only=True)["epoch"] >= 2  # written by the first process
+    resumed = _run([*TORCHRUN, str(tmp_path), "--checkpoint-dir", str(state)], timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for rank in range(2):
+        np.testing.assert_array_equal(np.load(tmp_path / f"rank{rank}.npz")["labels"], torchrun_fit[rank]["labels"])
