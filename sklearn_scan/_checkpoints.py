@@ -238,6 +238,11 @@ class StageCheckpoint:
         self.last_write = time.monotonic()
 
 
+def stage_checkpoint(directory, stage, saved, generators, extra=None):
+    """A :class:`StageCheckpoint` of ``stage`` in ``directory`` (a :class:`CheckpointDirectory`), or None without one."""
+    return None if directory is None else StageCheckpoint(directory, stage, saved, generators, extra)
+
+
 def _unwrapped_state(item):
     """``item.state_dict()``, of the module inside a DistributedDataParallel wrapper."""
     return getattr(item, "module", item).state_dict()

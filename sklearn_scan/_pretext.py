@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from ._augment import weak_views
-from ._checkpoints import StageCheckpoint
+from ._checkpoints import stage_checkpoint
 from ._distributed import Processes, data_parallel, local_batches, mean_over_processes
 from ._ntxent import DEFAULT_TEMPERATURE, NTXentLoss
 from ._torch_utils import (
@@ -83,10 +83,8 @@ def train_pretext(
             count += 1
         return {"loss": mean_over_processes((total / count).item(), processes)}
 
-    checkpoint = None
-    if checkpoints is not None:
-        saved = {"network": network, "optimizer": optimizer, "scheduler": scheduler}
-        checkpoint = StageCheckpoint(checkpoints, "pretext", saved, [generator])
+    saved = {"network": network, "optimizer": optimizer, "scheduler": scheduler}
+    checkpoint = stage_checkpoint(checkpoints, "pretext", saved, [generator])
     interrupted = run_epochs(
         "pretext", epochs, train_one_epoch, verbose if processes.is_main else 0, history, checkpoint
     )

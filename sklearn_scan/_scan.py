@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from ._checkpoints import StageCheckpoint
+from ._checkpoints import stage_checkpoint
 from ._distributed import Processes, data_parallel, local_batches, mean_over_processes
 from ._scan_loss import SCANLoss
 from ._torch_utils import (
@@ -98,10 +98,8 @@ def train_scan(
             "entropy": entropy[best].item(),
         }
 
-    checkpoint = None
-    if checkpoints is not None:
-        saved = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
-        checkpoint = StageCheckpoint(checkpoints, "scan", saved, [generator])
+    saved = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+    checkpoint = stage_checkpoint(checkpoints, "scan", saved, [generator])
     interrupted = run_epochs("scan", epochs, train_one_epoch, verbose if processes.is_main else 0, history, checkpoint)
     model.eval()
     return model, interrupted

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from ._checkpoints import StageCheckpoint, StateOf
+from ._checkpoints import StateOf, stage_checkpoint
 from ._distributed import Processes, data_parallel, global_sum, local_batches, mean_over_processes
 from ._torch_utils import (
     autocast,
@@ -155,22 +155,20 @@ def train_selflabel(
                 guard.update(best=figures["criterion"], epoch=epoch + 1, state=good_state)
         return figures
 
-    checkpoint = None
-    if checkpoints is not None:
-        saved = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
-        if teacher is not None:
-            saved["teacher"] = teacher
+    saved = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+    if teacher is not None:
+        saved["teacher"] = teacher
 
-        def kept_state():
-            return {"good_state": good_state, "guard": guard}
+    def kept_state():  # what else an epoch hands the next: the last good weights and the guard's best
+        return {"good_state": good_state, "guard": guard}
 
-        def restore_kept(state):
-            nonlocal good_state
-            good_state = state["good_state"]
-            if guard is not None:
-                guard.update(state["guard"])
+    def restore_kept(state):
+        nonlocal good_state
+        good_state = state["good_state"]
+        if guard is not None:
+            guard.update(state["guard"])
 
-        checkpoint = StageCheckpoint(checkpoints, "selflabel", saved, [generator], StateOf(kept_state, restore_kept))
+    checkpoint = stage_checkpoint(checkpoints, "selflabel", saved, [generator], StateOf(kept_state, restore_kept))
     interrupted = run_epochs(
         "selflabel", epochs, train_one_epoch, verbose if processes.is_main else 0, history, checkpoint
     )

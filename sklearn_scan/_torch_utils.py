@@ -288,15 +288,20 @@ def predict_in_batches(module, inputs, device, batch_size, images):
         batch_size = min([batch_size, *caps])
     was_training = module.training
     module.eval()
-    outputs = []
+    outputs = None  # filled batch by batch: memory holds the outputs once
     try:
         for start in range(0, len(inputs), batch_size):
             batch = to_device(inputs[start : start + batch_size], device, images)
             with autocast(device):
-                outputs.append(module(batch).float().cpu())
+                result = module(batch).float().cpu()
+            if outputs is None:
+                outputs = torch.empty((len(inputs), *result.shape[1:]), dtype=torch.float32)
+            outputs[start : start + len(result)] = result
     finally:
         module.train(was_training)
-    return torch.cat(outputs).numpy()
+    if outputs is None:
+        raise ValueError("predict_in_batches got no samples.")
+    return outputs.numpy()
 
 
 def progress(iterable, verbose, desc, total=None, initial=0):
