@@ -322,7 +322,8 @@ def _run_stages(source, config):
     if embedding is None:
         embedding = embed_and_mine(source, whole, encoder, backbone_name, policy, n_views, config)
         if config.checkpoints is not None:  # each process's anchors are its own
-            config.checkpoints.save("embedding", {**embedding, "per_process": embedding.pop("anchors")})
+            saved = {key: value for key, value in embedding.items() if key != "anchors"}
+            config.checkpoints.save("embedding", {**saved, "per_process": embedding["anchors"]})
     else:
         embedding["anchors"] = embedding.pop("per_process")[processes.rank]
     features, views, neighbors = (None if value is None else value.numpy() for value in (

@@ -203,7 +203,7 @@ class DecodedImages:
 
     def __getitem__(self, index):
         if isinstance(index, (int, np.integer)):
-            return self[index:index + 1][0]
+            return self[np.array([index])][0]
         if isinstance(index, slice):
             start, stop, step = index.indices(len(self))
             if step == 1:
@@ -222,6 +222,8 @@ class DecodedImages:
 
     def _read(self, out, position):
         """Fill the array ``out`` with the bytes of the file from image ``position`` on."""
+        if out.size == 0:
+            return
         buffer = memoryview(out).cast("B")
         offset = position * self.row_bytes
         if hasattr(os, "preadv"):
