@@ -94,7 +94,11 @@ def main():
     parser.add_argument("--source-side", type=int, default=96)
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     parser.add_argument("--out", default=str(ROOT / "docs"))
+    parser.add_argument("--from-json", action="store_true", help="only rewrite the markdown from the JSON")
     args = parser.parse_args()
+    if args.from_json:
+        recorded = json.loads(Path(args.out, "collection-memory.json").read_text())
+        return write_report(recorded["rows"], recorded["meta"], args)
     rows = []
     for mode in args.modes:
         for n_images in args.sizes:
@@ -104,10 +108,16 @@ def main():
             print(f"{mode}, {n_images} images: decoded {row['decoded_mib']:.0f} MiB, peak {row['peak_mib']:.0f} MiB "
                   f"(after imports {row['baseline_mib']:.0f}), fit {row['seconds']:.0f} s", flush=True)
     meta = run_metadata(cpu_capability=cpu_kind())
+    Path(args.out, "collection-memory.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    write_report(rows, meta, args)
+
+
+def write_report(rows, meta, args):
+    sizes = sorted({row["n_images"] for row in rows})
     lines = [
         "# Memory of fitting on an image collection",
         "",
-        f"`python benchmarks/collection_memory.py --sizes {' '.join(map(str, args.sizes))} --image-size {args.image_size}`"
+        f"`python benchmarks/collection_memory.py --sizes {' '.join(map(str, sizes))} --image-size {args.image_size}`"
         f": {meta['date']}, {meta['machine']}, {meta['cpus']} cores ({meta['cpu_capability']}), torch {meta['torch']}.",
         "",
         f"Folders of {args.source_side}x{args.source_side} synthetic JPEG photos decoded at {args.image_size} px. "
@@ -121,15 +131,21 @@ def main():
         lines.append(f"| {row['mode']} | {row['n_images']} | {row['decoded_mib']:.0f} | {row['baseline_mib']:.0f} "
                      f"| {row['peak_mib']:.0f} | {row['seconds']:.0f} |")
     lines.append("")
-    for mode in args.modes:
-        runs = [row for row in rows if row["mode"] == mode]
-        if len(runs) >= 2:
-            growth = runs[-1]["peak_mib"] - runs[0]["peak_mib"]
-            pixels = runs[-1]["decoded_mib"] - runs[0]["decoded_mib"]
-            lines.append(f"- {mode}: from {runs[0]['n_images']:,} to {runs[-1]['n_images']:,} images the peak grows by "
+    for mode in MODES:
+        runs = sorted((row for row in rows if row["mode"] == mode), key=lambda row: row["n_images"])
+        for smaller, larger in zip(runs, runs[1:]):
+            growth = larger["peak_mib"] - smaller["peak_mib"]
+            pixels = larger["decoded_mib"] - smaller["decoded_mib"]
+            lines.append(f"- {mode}: from {smaller['n_images']:,} to {larger['n_images']:,} images the peak grows by "
                          f"{growth:.0f} MiB, while the extra images hold {pixels:.0f} MiB as decoded pixels.")
+    lines += [
+        "",
+        "The pixels stay on disk. Most of what grows with the number of images: above 20,000 the neighbours are mined by "
+        "pynndescent instead of exact search (its compiled code and graph: 458 MiB more peak for 100,000 rows of 16 "
+        "features), and the clustering step holds every image's predictions by its 50 heads twice (logits and "
+        "log-probabilities, 4 KB per image with 10 clusters) to choose the heads.",
+    ]
     report = "\n".join(lines) + "\n"
-    Path(args.out, "collection-memory.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     Path(args.out, "collection-memory.md").write_text(report)
     print(report)
 
