@@ -68,7 +68,13 @@ class CheckpointDirectory:
             self.directory.mkdir(parents=True, exist_ok=True)
             if not path.exists():
                 _write_atomically(path, lambda file: file.write(json.dumps(self.fingerprint, indent=1).encode()))
-        found = from_main_process(json.loads(path.read_text()) if self.processes.is_main else None, self.processes)
+        found = None
+        if self.processes.is_main:
+            try:
+                found = json.loads(path.read_text())
+            except ValueError as exc:
+                raise ValueError(f"{path} cannot be read ({exc}); delete {self.directory} to start the fit over.") from exc
+        found = from_main_process(found, self.processes)
         differences = _differences(found, json.loads(json.dumps(self.fingerprint)))
         if differences:
             raise ValueError(

@@ -114,3 +114,9 @@ def test_checkpoints_load_with_weights_only(tmp_path, monkeypatch):
                   checkpoint_dir=tmp_path).fit(digits()[:100])
     for path in tmp_path.glob("*.pt"):
         torch.load(path, weights_only=True)
+
+
+def test_an_unreadable_fingerprint_is_a_clear_error(tmp_path):
+    (tmp_path / "fingerprint.json").write_text("{not json")
+    with pytest.raises(ValueError, match="fingerprint.json cannot be read"):
+        CheckpointDirectory(tmp_path, {"a": 1}).open()
