@@ -64,12 +64,11 @@ class CheckpointDirectory:
 
     def open(self):
         path = self.directory / FINGERPRINT_FILE
+        found = None
         if self.processes.is_main:
             self.directory.mkdir(parents=True, exist_ok=True)
             if not path.exists():
                 _write_atomically(path, lambda file: file.write(json.dumps(self.fingerprint, indent=1).encode()))
-        found = None
-        if self.processes.is_main:
             try:
                 found = json.loads(path.read_text())
             except ValueError as exc:

@@ -3,7 +3,6 @@
 import numpy as np
 import torch
 
-
 from ._torch_utils import release_freed_memory
 
 #: On a CPU, exact search (a blocked matrix product, quadratic in N) up to this many samples; above it an

@@ -31,8 +31,9 @@ from ._augment import (
     strong_views,
     weak_views,
 )
-from ._checkpoints import CheckpointDirectory
 from ._backbones import ClusteringHeads, ClusterModel, build_encoder, frozen
+from ._checkpoints import CheckpointDirectory
+from ._distributed import Processes, from_main_process, gather_by_position, gather_lists, global_sum
 from ._inputs import check_sample_count, per_channel_statistics
 from ._neighbors import mine_neighbors
 from ._pretext import train_pretext
@@ -40,7 +41,6 @@ from ._pretrained import is_pretrained_name
 from ._scan import choose_heads, scan_loss_of_predictions, train_scan
 from ._selflabel import train_selflabel
 from ._sources import DecodedImages
-from ._distributed import Processes, from_main_process, gather_by_position, gather_lists, global_sum
 from ._torch_utils import make_generator, mixed_precision, predict_in_batches, reuse_freed_memory, seeded
 
 #: Keys each ``*_params`` dict of the estimator accepts.
@@ -331,9 +331,9 @@ def _run_stages(source, config):
     views = None if views is None else torch.from_numpy(views)
     image_names, skipped, metric = embedding["image_names"], embedding["skipped"], embedding["metric"]
     anchors, own = embedding.get("anchors"), source  # own: the samples this process trains self-labeling on
-    if processes.distributed:
-        if not freeze:  # the network trains on the images of any anchor's neighbours: every process holds them all
-            source = whole.decoded(*decoded_images_file(config, "whole")).to(config.device)
+    if processes.distributed and not freeze:
+        # The network trains on the images of any anchor's neighbours: every process holds them all.
+        source = whole.decoded(*decoded_images_file(config, "whole")).to(config.device)
     history.append({"stage": "neighbors", "n_neighbors": config.n_neighbors, "metric": metric, "views": n_views})
     clock.lap("embedding and neighbours")
 
@@ -403,12 +403,10 @@ def embed_and_mine(source, whole, encoder, backbone_name, policy, n_views, confi
             features, config.n_neighbors, metric=metric, random_state=config.seeds.neighbors, device=config.device
         )
     neighbors = from_main_process(neighbors, processes)
-    embedding = {
+    return {
         "features": torch.from_numpy(features), "views": views, "neighbors": torch.from_numpy(neighbors),
-        "image_names": image_names, "skipped": skipped, "metric": metric,
+        "image_names": image_names, "skipped": skipped, "metric": metric, "anchors": anchors,
     }
-    embedding["anchors"] = anchors
-    return embedding
 
 
 def gather_embedding(features, row_names, skipped, whole, processes):

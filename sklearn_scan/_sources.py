@@ -12,8 +12,9 @@ Two sources, three ways of reading them:
 
 Both answer the same calls (``images``, ``input_shape``, ``n_samples``, ``inputs``,
 ``decoded``, ``to``, ``embed``, ``map``), so the pipeline and inference never ask where
-the pixels come from, and a fit's memory does not grow with the number of image files. This module also holds the choices that depend on the data alone:
-the backbone "auto" picks for photos and the side image files are decoded at.
+the pixels come from, and a fit's memory does not grow with the number of image files.
+This module also holds the choices that depend on the data alone: the backbone "auto"
+picks for photos and the side image files are decoded at.
 """
 
 import hashlib
@@ -160,8 +161,9 @@ class DecodedImages:
             Path(directory).mkdir(parents=True, exist_ok=True)
             file = open(Path(directory) / f".{name}.u8.{os.getpid()}.tmp", "w+b")
         for pixels, positions, batch_skipped in batches:
-            file.write(pixels.tobytes())
-            digest.update(pixels.tobytes())
+            buffer = np.ascontiguousarray(pixels).data
+            file.write(buffer)
+            digest.update(buffer)
             kept.extend(positions.tolist())
             skipped.extend(batch_skipped)
         file.flush()
