@@ -141,8 +141,8 @@ def write_report(rows, meta, args):
     lines += [
         "",
         "The pixels stay on disk. Most of what grows with the number of images: above 20,000 the neighbours are mined by "
-        "pynndescent instead of exact search (its compiled code and graph: 458 MiB more peak for 100,000 rows of 16 "
-        "features), and the clustering step holds every image's predictions by its 50 heads twice (logits and "
+        "pynndescent instead of exact search (its compiled code and graph: about 460 MiB of peak for 100,000 rows "
+        "in docs/neighbors-scale.md), and the clustering step holds every image's predictions by its 50 heads twice (logits and "
         "log-probabilities, 4 KB per image with 10 clusters) to choose the heads.",
     ]
     report = "\n".join(lines) + "\n"
