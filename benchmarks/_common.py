@@ -43,7 +43,7 @@ def cpu_kind():
     """The CPU's kernel level and whether it computes bfloat16 natively, e.g. "AVX2, native bfloat16: no"."""
     import torch
 
-    from sklearn_scan._torch_utils import cpu_has_native_bfloat16
+    from sklearn_scan._precision import cpu_has_native_bfloat16
 
     return f"{torch.backends.cpu.get_cpu_capability()}, native bfloat16: {'yes' if cpu_has_native_bfloat16() else 'no'}"
 
@@ -83,9 +83,9 @@ class ClusteringStepSpy:
         self.labels = None
 
     def __call__(self, model, inputs, **kwargs):
-        from sklearn_scan._torch_utils import predict_in_batches
+        from sklearn_scan._batching import predict_in_batches
 
-        logits = predict_in_batches(model, self.test_inputs.to(kwargs["device"]), kwargs["device"], 512, self.images)
+        logits = predict_in_batches(model, self.test_inputs.to(kwargs["training"].device), kwargs["training"].device, 512, self.images)
         self.labels = logits.argmax(axis=1)
         return self.original(model, inputs, **kwargs)
 

@@ -30,7 +30,7 @@ def fit_case(case, seed, data_dir):
     import torch
 
     from sklearn_scan import SCANClusterer
-    from sklearn_scan._torch_utils import cpu_has_native_bfloat16
+    from sklearn_scan._precision import cpu_has_native_bfloat16
     from sklearn_scan.metrics import clustering_report
 
     name, _, size = case.partition(":")

@@ -16,7 +16,8 @@ from sklearn_scan._augment import policy_for_images, strong_views, weak_views
 from sklearn_scan._backbones import build_encoder, convnet
 from sklearn_scan._inputs import per_channel_statistics
 from sklearn_scan._pretext import train_pretext
-from sklearn_scan._torch_utils import make_generator, mixed_precision
+from sklearn_scan._precision import mixed_precision
+from sklearn_scan._random import make_generator
 
 SHAPES = {"28x28x1": (1, 28, 28), "32x32x3": (3, 32, 32)}
 

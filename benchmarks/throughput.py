@@ -9,7 +9,7 @@ random images:
 - heads: SCAN steps of 50 linear heads on 1,280 fixed features.
 
 With ``--sweep`` each loop runs with glibc's default allocator settings ("fresh pages") and
-inside :func:`sklearn_scan._torch_utils.reuse_freed_memory` ("reused"), which fits and
+inside :func:`sklearn_scan._memory.reuse_freed_memory` ("reused"), which fits and
 predictions use, and once more on one thread instead of torch's default of one per core.
 Writes docs/throughput.md and docs/throughput.json.
 
@@ -31,14 +31,17 @@ from unittest import mock
 import torch
 from _common import ROOT, run_metadata
 
-from sklearn_scan import _torch_utils
+from sklearn_scan import _device, _precision
 from sklearn_scan._augment import policy_for_images
 from sklearn_scan._backbones import ClusteringHeads, build_encoder
 from sklearn_scan._inputs import per_channel_statistics
 from sklearn_scan._pretext import train_pretext
 from sklearn_scan._pretrained import build_pretrained
 from sklearn_scan._scan import train_scan
-from sklearn_scan._torch_utils import make_generator, mixed_precision, predict_in_batches, reuse_freed_memory
+from sklearn_scan._batching import predict_in_batches
+from sklearn_scan._memory import reuse_freed_memory
+from sklearn_scan._precision import mixed_precision
+from sklearn_scan._random import make_generator
 
 CPU = torch.device("cpu")
 
@@ -94,7 +97,7 @@ LOOPS = {  # name -> (builder, batch sizes of the sweep, batch size of the defau
 
 def layout(channels_last):
     return contextlib.nullcontext() if channels_last else mock.patch.object(
-        _torch_utils, "_channels_last", lambda device, images: False
+        _device, "channels_last", lambda device, images: False
     )
 
 
@@ -105,7 +108,7 @@ def main():
     parser.add_argument("--loops", nargs="+", default=list(LOOPS), choices=list(LOOPS))
     parser.add_argument("--no-record", action="store_true", help="print only")
     args = parser.parse_args()
-    meta = run_metadata(native_bfloat16=_torch_utils.cpu_has_native_bfloat16(),
+    meta = run_metadata(native_bfloat16=_precision.cpu_has_native_bfloat16(),
                         cpu_capability=torch.backends.cpu.get_cpu_capability(), threads=torch.get_num_threads())
     rows = []
     all_threads = torch.get_num_threads()

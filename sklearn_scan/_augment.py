@@ -25,7 +25,9 @@ class AugmentationPolicy:
     features of one of its views, drawn at random each step, while the
     image's own features serve to mine neighbours and to predict ("auto":
     see ``_pipeline.scan_views``). With the whole network training,
-    fresh views every step.
+    fresh views every step, of the kind ``scan_recipe`` names: ``"strong"``
+    (the default, the paper's: :func:`strong_views` of anchors and
+    neighbours) or ``"weak"`` (:func:`weak_views`, SimCLR's).
 
     ``gamma`` (1 means none): every weak view's intensities are raised to a
     power drawn log-uniformly in [1 / gamma, gamma], after the colour jitter.
@@ -56,10 +58,12 @@ class AugmentationPolicy:
     strong_recipe: str = "paper"
     augment_scan: bool = True
     scan_views: object = "auto"
+    scan_recipe: str = "strong"
 
 
-#: The values of ``AugmentationPolicy.strong_recipe``.
+#: The values of ``AugmentationPolicy.strong_recipe`` and ``AugmentationPolicy.scan_recipe``.
 STRONG_RECIPES = ("library", "paper")
+SCAN_RECIPES = ("strong", "weak")
 
 #: The policy fields :func:`weak_views` reads (the pretext's views); the others only shape the
 #: clustering step and the strong views, so they do not change a trained pretext encoder.

@@ -32,8 +32,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ._backbones import resolve_backbone_name
 from ._distributed import Processes, from_main_process, gather_lists
-from ._persistence import _to_plain
+from ._plain_values import to_plain
+from ._precision import mixed_precision, uses_bfloat16
 
 #: A training stage writes its checkpoint after the first epoch that ends this many seconds after
 #: its last write, and after its last epoch. On 2 cores a pretext checkpoint of the small CNN took 0.011 s
@@ -45,6 +47,12 @@ CHECKPOINT_SECONDS = 30.0
 STAGES = ("pretext", "embedding", "scan", "selflabel")
 
 FINGERPRINT_FILE = "fingerprint.json"
+
+#: Version of what a checkpoint directory holds; checkpoints of another version are refused.
+CHECKPOINT_FORMAT = 2
+
+#: Parameters with no effect on what a fit learns: they may differ when a fit resumes.
+UNFINGERPRINTED_PARAMETERS = ("verbose", "checkpoint_dir", "memory", "n_jobs", "device")
 
 
 class CheckpointDirectory:
@@ -58,7 +66,7 @@ class CheckpointDirectory:
 
     def __init__(self, directory, fingerprint, processes=Processes(), interval=None):
         self.directory = Path(directory)
-        self.fingerprint = _to_plain(fingerprint)
+        self.fingerprint = to_plain(fingerprint)
         self.processes = processes
         self.interval = CHECKPOINT_SECONDS if interval is None else interval
 
@@ -122,7 +130,7 @@ class CheckpointDirectory:
             return
         path = self.path(stage)
         try:
-            _write_atomically(path, lambda file: torch.save(_to_plain(state), file), keep_previous=True)
+            _write_atomically(path, lambda file: torch.save(to_plain(state), file), keep_previous=True)
         except OSError as exc:
             raise OSError(
                 exc.errno, f"Could not write the checkpoint {path} ({exc.strerror or exc}). The last good "
@@ -193,7 +201,7 @@ class StageCheckpoint:
     process's own random generators (torch's global one included).
     ``extra``: an optional object whose ``state_dict``/``load_state_dict``
     carry what else the stage keeps between epochs (the guard's best weights).
-    :func:`~sklearn_scan._torch_utils.run_epochs` calls :meth:`restore` and :meth:`after_epoch`.
+    :func:`~sklearn_scan._trainer.run_epochs` calls :meth:`restore` and :meth:`after_epoch`.
     """
 
     def __init__(self, directory, stage, trained, generators, extra=None):
@@ -273,3 +281,47 @@ def data_fingerprint(inputs=None, names=None, n_items=None):
         else:
             files.append(name)
     return {"samples": n_items, "digest": joblib.hash(files)}
+
+
+def fingerprint_value(value):
+    """A parameter as a plain value for a checkpoint's fingerprint: modules and callables by a digest."""
+    import joblib
+
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(key): fingerprint_value(item) for key, item in value.items()}
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, np.random.RandomState):
+        return "a RandomState"
+    try:
+        return f"{type(value).__name__} {joblib.hash(value)}"
+    except Exception:  # an object joblib cannot pickle: its type alone
+        return type(value).__name__
+
+
+def open_checkpoints(directory, params, source, config):
+    """The :class:`CheckpointDirectory` of a fit with the estimator's ``params`` (a dict) on ``source``.
+
+    The fingerprint holds the parameters that change what the fit learns, the data, the number of
+    processes, and what "auto" resolved to on this machine: the backbone (a GPU picks another than a
+    CPU) and the precision, so a checkpoint that cannot resume here is refused with the difference named.
+    """
+    parameters = {name: fingerprint_value(value) for name, value in params.items()
+                  if name not in UNFINGERPRINTED_PARAMETERS}
+    if source.inputs is None:  # an image collection: its files
+        data = data_fingerprint(names=source.names, n_items=source.n_samples)
+    else:
+        data = data_fingerprint(inputs=source.inputs)
+    backbone = config.backbone
+    if isinstance(backbone, str):
+        backbone = resolve_backbone_name(backbone, source.input_shape, config.device)
+    with mixed_precision(config.mixed_precision):
+        precision = "bfloat16" if uses_bfloat16(config.device) else "float32"
+    fingerprint = {"format": CHECKPOINT_FORMAT, "parameters": parameters, "data": data,
+                   "processes": config.processes.world_size,
+                   "resolved": {"backbone": fingerprint_value(backbone), "precision": precision}}
+    return CheckpointDirectory(directory, fingerprint, config.processes).open()

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ._torch_utils import n_batches
+from ._batching import n_batches
 
 #: How long a process waits for the others at a collective before it stops with an error.
 TIMEOUT = datetime.timedelta(minutes=10)
@@ -136,12 +136,15 @@ def local_batches(n_local, batch_size, processes):
     """``(this process's batch size, steps per epoch)`` for global batches of ``batch_size``.
 
     Each process takes ``batch_size / world_size`` samples a step, and all
-    take as many steps as the smallest share allows.
+    take as many steps as the smallest share allows. Every process's batches
+    have the same size, even where a share is smaller than a batch and the
+    shares differ by a sample (the losses gather equal shapes across processes).
     """
     local_size = max(2, batch_size // processes.world_size)
     fewest = n_local
     if processes.distributed:
         fewest = int(_reduced(torch.tensor([n_local]), dist.ReduceOp.MIN))
+        local_size = min(local_size, fewest)
     return local_size, n_batches(fewest, local_size)
 
 

@@ -10,54 +10,24 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin, _fit_context
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
-from ._checkpoints import CheckpointDirectory, data_fingerprint
-from ._distributed import join_processes
-from ._images import collection_channels, collection_names, is_image_collection
+from ._batching import predict_in_batches
+from ._checkpoints import open_checkpoints
+from ._config import make_config, unused_parameters_warning
+from ._device import inference_device, is_on_device, prepare_module
+from ._images import collection_names, is_image_collection
 from ._inputs import check_same_kind_of_input, to_model_inputs
+from ._memory import reuse_freed_memory
+from ._neighbors import METHODS as NEIGHBOR_METHODS
 from ._neighbors import mine_neighbors
 from ._persistence import load_model, save_model
-from ._pipeline import AUTO_SELFLABEL_EPOCHS, STAGE_PARAMS, FitConfig, StageSeeds, check_stage_params, fit_pipeline
-from ._pretrained import is_pretrained_name
-from ._scan import scan_loss_of_predictions
-from ._sources import ArraySource, ImageCollection, backbone_for, collection_image_size
-from ._torch_utils import (
-    inference_device,
-    is_on_device,
-    mixed_precision,
-    predict_in_batches,
-    prepare_module,
-    resolve_device,
-    reuse_freed_memory,
-)
-
-#: Version of what a checkpoint directory holds; checkpoints of another version are refused.
-CHECKPOINT_FORMAT = 1
-
-
-def _fingerprint_value(value):
-    """A parameter as a plain value for a checkpoint's fingerprint: modules and callables by a digest."""
-    import joblib
-
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, dict):
-        return {str(key): _fingerprint_value(item) for key, item in value.items()}
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, np.random.RandomState):
-        return "a RandomState"
-    try:
-        return f"{type(value).__name__} {joblib.hash(value)}"
-    except Exception:  # an object joblib cannot pickle: its type alone
-        return type(value).__name__
-
+from ._pipeline import fit_pipeline
+from ._precision import mixed_precision
+from ._scan_loss import scan_loss_of_predictions
+from ._sources import ArraySource, ImageCollection, collection_image_size
 
 #: Entropy weight of the objective that :meth:`SCANClusterer.score` reports. It is
 #: fixed (the paper's value) so that models fitted with different
@@ -127,6 +97,10 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     metric : {"auto", "cosine", "euclidean"}, default="auto"
         Distance for neighbour mining: "auto" is cosine on learned image
         embeddings and euclidean on user-given features.
+    neighbor_method : {"auto", "exact", "pynndescent", "faiss"}, default="auto"
+        How neighbours are mined: "exact" search, an approximate pynndescent
+        graph, or a faiss HNSW index (the ``faiss`` extra). "auto": exact up
+        to 20,000 samples on a CPU (2,000,000 on a GPU), pynndescent above.
     freeze_backbone : bool, default=True
         True trains only the clustering heads, on fixed backbone features;
         False fine-tunes the whole network on augmented images in the
@@ -247,6 +221,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         "confidence_threshold": [Interval(Real, 0, 1, closed="neither")],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "metric": [StrOptions({"auto", "cosine", "euclidean"})],
+        "neighbor_method": [StrOptions(set(NEIGHBOR_METHODS))],
         "freeze_backbone": ["boolean"],
         "pretext_params": [dict, None],
         "scan_params": [dict, None],
@@ -279,6 +254,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         confidence_threshold=0.99,
         batch_size=128,
         metric="auto",
+        neighbor_method="auto",
         freeze_backbone=True,
         pretext_params=None,
         scan_params=None,
@@ -307,6 +283,7 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         self.confidence_threshold = confidence_threshold
         self.batch_size = batch_size
         self.metric = metric
+        self.neighbor_method = neighbor_method
         self.freeze_backbone = freeze_backbone
         self.pretext_params = pretext_params
         self.scan_params = scan_params
@@ -334,87 +311,24 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             files; files that cannot be read are skipped with a warning and
             listed in ``skipped_images_``.
         """
-        config = self._config(X)
-        if is_image_collection(X):
-            source = ImageCollection(
-                X, collection_image_size(self.image_size, config.backbone), channels=collection_channels(X),
-                n_jobs=self.n_jobs, verbose=self.verbose, batch_size=self.batch_size,
-            )
-        else:
-            source = ArraySource(*self._validate(X, reset=True))
-        self._warn_unused_parameters(source, is_image_collection(X), config)
+        source = self._source(X, reset=True)
+        params = self.get_params(deep=False)
+        config, warning = make_config(params, source)
+        if warning:
+            warnings.warn(warning, UserWarning, stacklevel=2)
+        source = source.at_size(collection_image_size(self.image_size, config.backbone))
+        defaults = {name: p.default for name, p in inspect.signature(type(self)).parameters.items()}
+        unused = unused_parameters_warning(params, defaults, source, config)
+        if unused:
+            warnings.warn(unused, UserWarning, stacklevel=2)
         if self.checkpoint_dir is not None:
-            config = dataclasses.replace(config, checkpoints=self._checkpoint_directory(source, config))
+            config = dataclasses.replace(config, checkpoints=open_checkpoints(self.checkpoint_dir, params, source, config))
         result = fit_pipeline(source, config)
         for field in dataclasses.fields(result):
             setattr(self, f"{field.name}_", getattr(result, field.name))
-        if is_image_collection(X):
+        if source.inputs is None:
             self.n_features_in_ = result.input_shape[1]  # the image height, as X.shape[1] of an array of images
         return self
-
-    def _warn_unused_parameters(self, source, collection, config):
-        """One UserWarning naming every parameter set away from its default that this data's route ignores."""
-        defaults = {name: parameter.default for name, parameter in inspect.signature(type(self)).parameters.items()}
-        changed = {name for name, value in self.get_params(deep=False).items()
-                   if not (value is defaults[name] or (isinstance(value, (str, int, float, bool)) and value == defaults[name]))}
-        reasons = {}
-        if not source.images:
-            for name in ("pretext", "pretext_epochs", "pretext_params", "augmentation_params"):
-                reasons[name] = "2-D features get no pretext and no augmentation"
-            # Asking for no pretext is what features get anyway.
-            changed -= {name for name, none in (("pretext", "none"), ("pretext_epochs", 0))
-                        if isinstance(getattr(self, name), str | int) and getattr(self, name) == none}
-        if not collection:
-            for name in ("image_size", "n_jobs"):
-                reasons[name] = "they apply to image files and Datasets; arrays are used as they are"
-        if config.selflabel_epochs == 0:
-            for name in ("selflabel_params", "confidence_threshold"):
-                reasons[name] = "self-labeling does not run (selflabel_epochs is 0 or 'auto'); set selflabel_epochs"
-        unused = sorted(changed & set(reasons))
-        if unused:
-            warnings.warn("Parameters with no effect on this fit: " + "; ".join(
-                f"{name} ({reasons[name]})" for name in unused) + ".", UserWarning, stacklevel=3)
-
-    def _config(self, X):
-        """The configuration of the stages for a fit on X: every "auto" that X alone decides is resolved.
-
-        backbone "auto": for a folder, image files or a Dataset of colour photos
-        (:func:`~sklearn_scan._images.looks_like_photos`), the shipped ImageNet
-        backbone when its package is installed; otherwise left for
-        :func:`~sklearn_scan._backbones.resolve_backbone_name`. pretext "auto":
-        none for a pretrained backbone, SimCLR otherwise.
-        """
-        backbone = backbone_for(X, self.backbone)
-        pretext = self.pretext
-        if pretext == "auto":
-            pretext = "none" if is_pretrained_name(backbone) else "simclr"
-        device = resolve_device(self.device)
-        processes = join_processes(device.type)  # several under torchrun; one otherwise
-        if processes.distributed and device.type == "cuda" and self.device == "auto":
-            device = torch.device("cuda", processes.local_rank)
-        resolved = dict(
-            backbone=backbone, pretext=pretext, device=device, processes=processes,
-            selflabel_epochs=AUTO_SELFLABEL_EPOCHS if self.selflabel_epochs == "auto" else self.selflabel_epochs,
-            **{name: check_stage_params(name, getattr(self, name)) for name in STAGE_PARAMS},
-        )
-        seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=4)
-        # Every other field of the configuration is the parameter of the same name, as given.
-        given = {field.name: getattr(self, field.name) for field in dataclasses.fields(FitConfig)
-                 if field.name not in resolved and field.name not in ("seeds", "checkpoints")}
-        return FitConfig(**given, **resolved, seeds=StageSeeds(*(int(seed) for seed in seeds)))
-
-    def _checkpoint_directory(self, source, config):
-        """The fit's :class:`~sklearn_scan._checkpoints.CheckpointDirectory`, checked against its parameters and data."""
-        ignored = {"verbose", "checkpoint_dir", "memory", "n_jobs", "device"}  # no effect on what the fit learns
-        parameters = {name: _fingerprint_value(value) for name, value in self.get_params(deep=False).items()
-                      if name not in ignored}
-        if isinstance(source, ImageCollection):
-            data = data_fingerprint(names=source.names, n_items=source.n_samples)
-        else:
-            data = data_fingerprint(inputs=source.inputs)
-        fingerprint = {"format": CHECKPOINT_FORMAT, "parameters": parameters, "data": data,
-                       "processes": config.processes.world_size}
-        return CheckpointDirectory(self.checkpoint_dir, fingerprint, config.processes).open()
 
     # ---------------------------------------------------------- persistence
     def save(self, path):
@@ -478,30 +392,37 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     def score(self, X, y=None):
         """Minus the SCAN loss on X, with no labels: higher is better.
 
-        Neighbours are mined among the samples of X in the learned embedding,
-        and the loss uses the fixed entropy weight ``SCORE_ENTROPY_WEIGHT``
+        Neighbours are mined among the samples of X where the fit mined them
+        (the learned embedding; the standardised features for the MLP on 2-D
+        features), and the loss uses the fixed entropy weight ``SCORE_ENTROPY_WEIGHT``
         (5.0) so that scores compare across ``entropy_weight`` values. ``y``
         is ignored.
         """
         features = self.transform(X)
-        if is_image_collection(X):
-            features = features[~np.isnan(features).any(axis=1)]  # rows of unreadable files
+        mined = features
+        if self.backbone_name_ == "mlp":  # fit mined the standardised features, not the MLP's outputs
+            mined = self._per_sample(X, lambda model, inputs, images: self._apply(
+                model.encoder.standardize, inputs, images), np.nan)
+        readable = ~np.isnan(features).any(axis=1)  # rows of unreadable files are NaN
+        features, mined = features[readable], mined[readable]
         if len(features) < 2:
             raise ValueError(f"score needs at least 2 samples to mine neighbours; got n_samples={len(features)}.")
-        n_neighbors = min(self.n_neighbors, len(features) - 1)
-        neighbors = mine_neighbors(features, n_neighbors, metric=self.metric_, random_state=0)
+        neighbors = mine_neighbors(mined, min(self.n_neighbors, len(features) - 1), metric=self.metric_,
+                                   method=self.neighbor_method, random_state=0)
         logits = self._apply(self.model_.head, torch.from_numpy(features), images=False)
         total, _, _ = scan_loss_of_predictions(logits, neighbors, SCORE_ENTROPY_WEIGHT)
         return -float(total)
 
-    def _source(self, X):
-        """X at inference: a validated array, or a collection decoded as this model takes images."""
+    def _source(self, X, reset=False):
+        """X as a source, its kind decided once: a validated array, or an image collection (at inference,
+        decoded as this model takes images)."""
+        options = dict(n_jobs=self.n_jobs, verbose=self.verbose, batch_size=self.batch_size)
+        if reset:
+            return ImageCollection(X, **options) if is_image_collection(X) else ArraySource(*self._validate(X, True))
         check_is_fitted(self)
         if not is_image_collection(X):
             return ArraySource(*self._validate(X, reset=False))
-        return ImageCollection.for_model(
-            X, self.input_shape_, n_jobs=self.n_jobs, verbose=self.verbose, batch_size=self.batch_size
-        )
+        return ImageCollection.for_model(X, self.input_shape_, **options)
 
     def _per_sample(self, X, compute, missing):
         """``compute(model, inputs, images)`` on X, with ``model_`` ready on the inference device.

@@ -13,11 +13,12 @@ skipped with a warning and reported.
 import os
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from joblib import Parallel, delayed
 
-from ._torch_utils import progress
+from ._progress import progress
 
 #: ITU-R 601 luma weights, for models fitted on grayscale images.
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
@@ -168,28 +169,33 @@ def _peek(X, names, n_peek):
     return [found for found in (_colour_and_side(source, int(i)) for i in positions) if found is not None]
 
 
-def looks_like_photos(X, names=None, n_peek=32):
-    """True when an image collection holds colour photos rather than grayscale scans or tiny images.
+class ItemKinds(NamedTuple):
+    """What a peek at a collection's file headers says: ``channels`` to decode with, whether they are ``photos``."""
 
-    Looks at up to ``n_peek`` items spread over the collection (file headers
-    only, nothing decoded): most of those that can be read must be in colour,
-    and their median shorter side at least ``PHOTO_MIN_SIDE`` pixels.
+    channels: int
+    photos: bool
+
+
+def peek_items(X, names=None, n_peek=32):
+    """:class:`ItemKinds` of an image collection, from up to ``n_peek`` items spread over it (headers only).
+
+    Channels: 1 when most readable items are grayscale (they then get the
+    grayscale augmentation policy and a one-channel network, as a grayscale
+    array does), else 3. Photos: most are in colour and their median shorter
+    side is at least ``PHOTO_MIN_SIDE`` pixels.
     """
     looks = _peek(X, names, n_peek)
     if not looks:
-        return False
+        return ItemKinds(3, False)
     colour = np.mean([is_colour for is_colour, _ in looks])
-    return bool(colour > 0.5 and np.median([side for _, side in looks]) >= PHOTO_MIN_SIDE)
+    photos = bool(colour > 0.5 and np.median([side for _, side in looks]) >= PHOTO_MIN_SIDE)
+    return ItemKinds(1 if colour < 0.5 else 3, photos)
 
 
-def collection_channels(X, names=None, n_peek=32):
-    """Channels to decode an image collection with: 1 when most of its items are grayscale, else 3.
+def looks_like_photos(X, names=None, n_peek=32):
+    """True when an image collection holds colour photos rather than grayscale scans or tiny images."""
+    return peek_items(X, names, n_peek).photos
 
-    Grayscale scans then get the grayscale augmentation policy (no flips, no
-    colour jitter) and a one-channel network, as a grayscale array does.
-    """
-    looks = _peek(X, names, n_peek)
-    return 1 if looks and np.mean([is_colour for is_colour, _ in looks]) < 0.5 else 3
 
 
 def iter_image_batches(X, image_size, *, names=None, channels=3, n_jobs=None, verbose=0, batch_size=256):

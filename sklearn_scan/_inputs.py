@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from ._torch_utils import release_freed_memory
+from ._memory import release_freed_memory
 
 
 def to_model_inputs(X, copy=True):

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from ._torch_utils import release_freed_memory
+from ._memory import release_freed_memory
 
 #: On a CPU, exact search (a blocked matrix product, quadratic in N) up to this many samples; above it an
 #: approximate index. On a GPU exact search runs up to ``GPU_EXACT_SEARCH_MAX_SAMPLES``.

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ._plain_values import to_plain
 from ._backbones import ClusterHead, ClusterModel, _head_trunk, build_encoder
 
 FORMAT = "sklearn-scan-model"
@@ -35,20 +36,9 @@ def _plain(value):
     return False
 
 
-def _to_plain(value):
-    """numpy scalars become Python numbers; containers are converted item by item."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (list, tuple)):
-        return type(value)(_to_plain(item) for item in value)
-    if isinstance(value, dict):
-        return {key: _to_plain(item) for key, item in value.items()}
-    return value
-
-
 def save_model(estimator, path):
     """Write the fitted ``estimator`` to ``path`` (one file, loadable with weights_only)."""
-    params = {key: _to_plain(value) for key, value in estimator.get_params(deep=False).items()}
+    params = {key: to_plain(value) for key, value in estimator.get_params(deep=False).items()}
     if isinstance(params.get("device"), torch.device):
         params["device"] = str(params["device"])
     # Objects (a backbone module, a joblib.Memory, a RandomState) are not stored.
@@ -59,7 +49,7 @@ def save_model(estimator, path):
         "format_version": FORMAT_VERSION,
         "params": params,
         "dropped_params": dropped,
-        "attributes": {name: _to_plain(getattr(estimator, name)) for name in _PLAIN_ATTRIBUTES},
+        "attributes": {name: to_plain(getattr(estimator, name)) for name in _PLAIN_ATTRIBUTES},
         "arrays": {name: torch.from_numpy(np.ascontiguousarray(getattr(estimator, name))) for name in _ARRAY_ATTRIBUTES},
         "state_dict": {key: value.detach().cpu() for key, value in estimator.model_.state_dict().items()},
     }

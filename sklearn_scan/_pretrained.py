@@ -213,7 +213,7 @@ class InputAdapter(nn.Module):
     other sizes are resized (bilinear, antialiased when shrinking).
     """
 
-    #: Images a CPU embeds at a time behind this adapter (see :func:`~sklearn_scan._torch_utils.predict_in_batches`):
+    #: Images a CPU embeds at a time behind this adapter (see :func:`~sklearn_scan._batching.predict_in_batches`):
     #: on 2 AVX2 cores EfficientNet-Lite0 at 224 px embedded 73 images/s in batches of 32 against 50 in batches
     #: of 128, whose activations are four times as large (benchmarks/throughput.py).
     cpu_batch_size = 32

@@ -1,133 +1,80 @@
 """Clustering stage: train several heads with the SCAN loss, keep the mean of the lowest-loss ones."""
 
+import copy
+
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from ._checkpoints import stage_checkpoint
-from ._distributed import Processes, data_parallel, local_batches, mean_over_processes
-from ._scan_loss import SCANLoss
-from ._torch_utils import (
-    autocast,
-    cosine_schedule,
-    prepare_module,
-    run_epochs,
-    shuffled_batches,
-    to_device,
-)
+from ._checkpoints import StateOf
+from ._device import to_device
+from ._distributed import mean_over_processes
+from ._scan_loss import SCANLoss, scan_loss_of_predictions
+from ._trainer import Stage, train_stage
 
 
 def train_scan(
-    model,
-    inputs,
-    neighbors,
-    *,
-    entropy_weight,
-    epochs,
-    batch_size,
-    device,
-    generator,
-    augment=None,
-    images=True,
-    learning_rate=1e-4,
-    weight_decay=1e-4,
-    encoder_learning_rate=None,
-    anchors=None,
-    processes=Processes(),
-    checkpoints=None,
-    verbose=0,
-    history=None,
+    model, inputs, neighbors, *, entropy_weight, epochs, training, augment=None, images=True, learning_rate=1e-4,
+    weight_decay=1e-4, encoder_learning_rate=None, anchors=None, keep_lowest_loss=False,
 ):
     """Train ``model`` in place so each sample and its neighbours get the same confident cluster.
 
-    model: (B, ...) -> (B, n_heads, n_clusters) logits; every head is trained at once.
-    inputs: (N, ...) tensor; neighbors: (N, k) int array from :func:`mine_neighbors`.
-    augment: optional ``augment(batch, generator)`` applied to anchors and neighbours.
-    Each step pairs every anchor with one of its k neighbours drawn at random.
-    encoder_learning_rate: for a model with an ``encoder`` (a ``ClusterModel``),
-    the encoder's learning rate, ``learning_rate`` being the heads'; None: one rate.
-    anchors: the indices of the samples this process draws its anchors from
-    (its share in a data-parallel fit, ``batch_size / world_size`` a step);
-    None: all of them. checkpoints: a
-    :class:`~sklearn_scan._checkpoints.CheckpointDirectory` to resume from and save to.
-    Returns ``(model, interrupted)``; the model is on ``device``.
+    model: (B, ...) -> (B, n_heads, n_clusters) logits; every head trains at once.
+    inputs: (N, ...) tensor; neighbors: (N, k) ints. Each step pairs every
+    anchor with one of its k neighbours drawn at random; ``augment(batch,
+    generator)``, if given, transforms anchors and neighbours.
+    encoder_learning_rate: for a ``ClusterModel``, the encoder's rate
+    (``learning_rate`` being the heads'); None: one rate for all. anchors: the
+    samples this process draws anchors from (its share in a data-parallel fit);
+    None: all. keep_lowest_loss: keep the weights of the epoch with the lowest
+    training loss of the best head, as the paper keeps its lowest-loss model
+    (that epoch's history entry has ``"kept": True``); otherwise the last.
+    Returns ``(model on the device, interrupted)``.
     """
-    history = [] if history is None else history
     neighbors = torch.as_tensor(neighbors)
     anchors = torch.arange(len(inputs)) if anchors is None else torch.as_tensor(anchors)
-    model = prepare_module(model, device, images)
-    loss_fn = SCANLoss(entropy_weight, processes)
-    if encoder_learning_rate is None:
-        groups = [{"params": list(model.parameters())}]
-    else:
-        encoder_parameters = {id(parameter) for parameter in model.encoder.parameters()}
-        groups = [
-            {"params": [p for p in model.parameters() if id(p) not in encoder_parameters]},
-            {"params": list(model.encoder.parameters()), "lr": encoder_learning_rate},
-        ]
-    optimizer = torch.optim.Adam(groups, lr=learning_rate, weight_decay=weight_decay)
-    local_size, n_steps = local_batches(len(anchors), batch_size, processes)
-    scheduler = cosine_schedule(optimizer, epochs * n_steps)
-    trained = data_parallel(model, device, processes)
-    model.train()
+    loss_fn = SCANLoss(entropy_weight, training.processes)
+    generator, processes = training.generator, training.processes
+    lowest = {"loss": float("inf"), "epoch": None, "state": None}
 
-    def train_one_epoch(epoch):
-        sums, count = 0, 0
-        for positions in shuffled_batches(len(anchors), local_size, generator, n_steps):
-            batch_anchors = anchors[positions]
-            choice = torch.randint(0, neighbors.shape[1], (len(batch_anchors),), generator=generator)
-            partners = neighbors[batch_anchors, choice]
-            batch = to_device(inputs[torch.cat([batch_anchors, partners])], device, images)
-            if augment is not None:
-                batch = augment(batch, generator)
-            with autocast(device):
-                logits = trained(batch)
-            total, consistency, entropy = loss_fn(*logits.float().chunk(2))
-            optimizer.zero_grad(set_to_none=True)
-            total.sum().backward()
-            optimizer.step()
-            scheduler.step()
-            sums = sums + torch.stack([total, consistency, entropy]).detach()
-            count += 1
-        total, consistency, entropy = (sums / count).cpu()
+    def batch_loss(forward, positions):
+        batch_anchors = anchors[positions]
+        choice = torch.randint(0, neighbors.shape[1], (len(batch_anchors),), generator=generator)
+        batch = to_device(inputs[torch.cat([batch_anchors, neighbors[batch_anchors, choice]])], training.device, images)
+        if augment is not None:
+            batch = augment(batch, generator)
+        total, consistency, entropy = loss_fn(*forward(batch).chunk(2))
+        return total.sum(), {"terms": torch.stack([total, consistency, entropy]).detach()}
+
+    def end_epoch(epoch, sums, n_batches, n_steps):
+        total, consistency, entropy = (sums["terms"] / n_batches).cpu()
         best = int(torch.argmin(total))
-        return {
+        figures = {
             "loss": mean_over_processes(total.mean().item(), processes),
             "best_head_loss": mean_over_processes(total[best].item(), processes),
             "consistency": mean_over_processes(consistency[best].item(), processes),
             "entropy": entropy[best].item(),
         }
+        if keep_lowest_loss and figures["best_head_loss"] < lowest["loss"]:
+            lowest.update(loss=figures["best_head_loss"], epoch=epoch, state=copy.deepcopy(model.state_dict()))
+        return figures
 
-    saved = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
-    checkpoint = stage_checkpoint(checkpoints, "scan", saved, [generator])
-    interrupted = run_epochs("scan", epochs, train_one_epoch, verbose if processes.is_main else 0, history, checkpoint)
-    model.eval()
+    groups = None
+    if encoder_learning_rate is not None:
+        encoder_parameters = {id(parameter) for parameter in model.encoder.parameters()}
+        groups = [
+            {"params": [p for p in model.parameters() if id(p) not in encoder_parameters]},
+            {"params": list(model.encoder.parameters()), "lr": encoder_learning_rate},
+        ]
+    stage = Stage("scan", model, len(anchors), batch_loss, learning_rate, weight_decay, images=images,
+                  parameter_groups=groups, end_epoch=end_epoch, kept=StateOf(lambda: dict(lowest), lowest.update))
+    interrupted = train_stage(stage, epochs, training)
+    if lowest["state"] is not None:
+        model.load_state_dict(lowest["state"])
+        for entry in training.history:  # the kept epoch says so in the history
+            if entry["stage"] == "scan" and entry["epoch"] == lowest["epoch"]:
+                entry["kept"] = True
     return model, interrupted
-
-
-def scan_loss_of_predictions(logits, neighbors, entropy_weight, chunk_elements=2**21):
-    """The SCAN loss of fixed predictions over all samples and all their neighbours.
-
-    logits: (N, ..., C) array, e.g. (N, n_heads, C); neighbors: (N, k).
-    The consistency term averages over every (sample, neighbour) pair. Pairs
-    are taken in chunks of rows of about ``chunk_elements`` values, so memory
-    holds the log-probabilities and one chunk, whatever N.
-    Returns ``(total, consistency, entropy)`` numpy arrays of shape (...).
-    """
-    log_probs = torch.log_softmax(torch.as_tensor(np.asarray(logits, dtype=np.float32)), dim=-1)
-    neighbors = torch.as_tensor(neighbors)
-    n_samples = len(log_probs)
-    rows_per_chunk = max(1, chunk_elements // max(1, neighbors.shape[1] * log_probs[0].numel()))
-    log_dot_sum = torch.zeros(log_probs.shape[1:-1], dtype=torch.float64)
-    for start in range(0, n_samples, rows_per_chunk):
-        anchors = log_probs[start : start + rows_per_chunk].unsqueeze(1)  # (R, 1, ..., C)
-        partners = log_probs[neighbors[start : start + rows_per_chunk]]  # (R, k, ..., C)
-        log_dot_sum += torch.logsumexp(anchors + partners, dim=-1).sum(dim=(0, 1), dtype=torch.float64)
-    consistency = (-log_dot_sum / (n_samples * neighbors.shape[1])).float()
-    mean_probs = log_probs.exp().sum(dim=0, dtype=torch.float64).float() / n_samples
-    entropy = -(mean_probs * torch.log(mean_probs.clamp_min(1e-8))).sum(dim=-1)
-    total = consistency - entropy_weight * entropy
-    return total.numpy(), consistency.numpy(), entropy.numpy()
 
 
 def choose_heads(logits, neighbors, entropy_weight, n_averaged):

@@ -1,9 +1,25 @@
-"""The SCAN loss: consistent predictions for neighbours, spread over all clusters."""
+"""The SCAN loss: consistent predictions for neighbours, spread over all clusters.
 
+One formula, two uses: :class:`SCANLoss` on a batch of anchors and neighbours (training, with
+gradients, across processes), :func:`scan_loss_of_predictions` on fixed predictions of all samples
+and all their neighbours (choosing heads, scoring).
+"""
+
+import numpy as np
 import torch
 from torch import nn
 
 from ._distributed import Processes, global_sum
+
+
+def log_dot_products(log_probs, partner_log_probs):
+    """log <p_i, p_j> of matching rows, computed stably in log space: (..., C), (..., C) -> (...)."""
+    return torch.logsumexp(log_probs + partner_log_probs, dim=-1)
+
+
+def entropy(mean_probs):
+    """Entropy of a mean prediction (..., C) -> (...)."""
+    return -(mean_probs * torch.log(mean_probs.clamp_min(1e-8))).sum(dim=-1)
 
 
 class SCANLoss(nn.Module):
@@ -39,10 +55,32 @@ class SCANLoss(nn.Module):
             )
         anchor_log_probs = torch.log_softmax(anchor_logits.float(), dim=-1)
         neighbor_log_probs = torch.log_softmax(neighbor_logits.float(), dim=-1)
-        # log <p_i, p_j> computed stably in log space.
-        log_dot = torch.logsumexp(anchor_log_probs + neighbor_log_probs, dim=-1)
-        consistency = -log_dot.mean(dim=0)
+        consistency = -log_dot_products(anchor_log_probs, neighbor_log_probs).mean(dim=0)
         batch_size = global_sum(torch.tensor(float(anchor_logits.shape[0])), self.processes)
         mean_probs = global_sum(anchor_log_probs.exp().sum(dim=0), self.processes, differentiable=True) / batch_size
-        entropy = -(mean_probs * torch.log(mean_probs.clamp_min(1e-8))).sum(dim=-1)
-        return consistency - self.entropy_weight * entropy, consistency, entropy
+        spread = entropy(mean_probs)
+        return consistency - self.entropy_weight * spread, consistency, spread
+
+
+def scan_loss_of_predictions(logits, neighbors, entropy_weight, chunk_elements=2**21):
+    """The SCAN loss of fixed predictions over all samples and all their neighbours.
+
+    logits: (N, ..., C) array, e.g. (N, n_heads, C); neighbors: (N, k).
+    The consistency term averages over every (sample, neighbour) pair. Pairs
+    are taken in chunks of rows of about ``chunk_elements`` values, so memory
+    holds the log-probabilities and one chunk, whatever N.
+    Returns ``(total, consistency, entropy)`` numpy arrays of shape (...).
+    """
+    log_probs = torch.log_softmax(torch.as_tensor(np.asarray(logits, dtype=np.float32)), dim=-1)
+    neighbors = torch.as_tensor(neighbors)
+    n_samples = len(log_probs)
+    rows_per_chunk = max(1, chunk_elements // max(1, neighbors.shape[1] * log_probs[0].numel()))
+    log_dot_sum = torch.zeros(log_probs.shape[1:-1], dtype=torch.float64)
+    for start in range(0, n_samples, rows_per_chunk):
+        anchors = log_probs[start : start + rows_per_chunk].unsqueeze(1)  # (R, 1, ..., C)
+        partners = log_probs[neighbors[start : start + rows_per_chunk]]  # (R, k, ..., C)
+        log_dot_sum += log_dot_products(anchors, partners).sum(dim=(0, 1), dtype=torch.float64)
+    consistency = (-log_dot_sum / (n_samples * neighbors.shape[1])).float()
+    spread = entropy(log_probs.exp().sum(dim=0, dtype=torch.float64).float() / n_samples)
+    total = consistency - entropy_weight * spread
+    return total.numpy(), consistency.numpy(), spread.numpy()

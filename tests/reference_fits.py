@@ -175,14 +175,14 @@ def spread(path=REFERENCE_FILE):
     import tempfile
     from unittest import mock
 
-    from sklearn_scan import _torch_utils
+    from sklearn_scan import _device
     from sklearn_scan.metrics import clustering_accuracy_score
 
     reference = np.load(path)
     variants = {  # name -> (parameters changed, context)
         "1 thread": ({}, one_thread),
         "bfloat16": ({"mixed_precision": True}, contextlib.nullcontext),
-        "contiguous": ({}, lambda: mock.patch.object(_torch_utils, "_channels_last", lambda device, images: False)),
+        "contiguous": ({}, lambda: mock.patch.object(_device, "channels_last", lambda device, images: False)),
     }
     with tempfile.TemporaryDirectory() as scratch:
         for name, (X, params, _) in cases(Path(scratch) / "images").items():

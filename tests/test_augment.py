@@ -14,7 +14,7 @@ from sklearn_scan._augment import (
     strong_views,
     weak_views,
 )
-from sklearn_scan._torch_utils import make_generator
+from sklearn_scan._random import make_generator
 
 
 def batch(channels=3, size=16, n=6):

@@ -487,7 +487,7 @@ def test_frozen_backbone_is_never_trained_after_the_pretext():
 
 
 def test_auto_epochs_follow_the_number_of_samples():
-    from sklearn_scan._pipeline import PRETEXT_IMAGES, PRETEXT_MAX_EPOCHS, auto_epochs, auto_pretext_epochs
+    from sklearn_scan._config import PRETEXT_IMAGES, PRETEXT_MAX_EPOCHS, auto_epochs, auto_pretext_epochs
 
     assert auto_pretext_epochs(7, 10_000) == 7
     assert auto_pretext_epochs("auto", 60_000) == 10 and auto_pretext_epochs("auto", 10_000) == 60

@@ -14,12 +14,19 @@ from sklearn_scan._pretext import train_pretext
 from sklearn_scan._scan import choose_heads, scan_loss_of_predictions, train_scan
 from sklearn_scan._scan_loss import SCANLoss
 from sklearn_scan._selflabel import balanced_cross_entropy, train_selflabel
-from sklearn_scan._torch_utils import make_generator, predict_in_batches
+from sklearn_scan._batching import predict_in_batches
+from sklearn_scan._random import make_generator
+from sklearn_scan._trainer import Training
 from sklearn_scan.metrics import clustering_accuracy_score
 
 pytestmark = pytest.mark.numerics  # every test here depends on floating-point numerics
 
 CPU = torch.device("cpu")
+
+
+def training(batch_size, seed=0, history=None):
+    """How a stage trains in these tests: on the CPU, one generator, entries appended to ``history``."""
+    return Training(batch_size, CPU, make_generator(seed), history=[] if history is None else history)
 
 
 def test_pretext_loss_goes_down(digits):
@@ -30,9 +37,7 @@ def test_pretext_loss_goes_down(digits):
     encoder = Encoder(Standardize([0.3], [0.4]), network, out_features)
     history = []
     encoder, interrupted = train_pretext(
-        encoder, inputs, policy=policy_for_images(1, 8, 8), epochs=6, batch_size=128,
-        device=CPU, generator=make_generator(0), history=history,
-    )
+        encoder, inputs, policy=policy_for_images(1, 8, 8), epochs=6, training=training(128, 0, history))
     losses = [entry["loss"] for entry in history]
     assert not interrupted and len(losses) == 6 and losses[-1] < losses[0]
     assert not encoder.training
@@ -51,9 +56,7 @@ def test_train_scan_finds_the_clusters_and_lowest_loss_head_is_good():
     model = ClusterModel(Encoder(Standardize(X.mean(0), X.std(0)), network, out_features), ClusteringHeads(32, 4, 3))
     history = []
     model, _ = train_scan(
-        model, X, neighbors, entropy_weight=5.0, epochs=40, batch_size=64, device=CPU,
-        generator=make_generator(0), images=False, learning_rate=1e-2, history=history,
-    )
+        model, X, neighbors, entropy_weight=5.0, epochs=40, images=False, learning_rate=1e-2, training=training(64, 0, history))
     logits = predict_in_batches(model, X, CPU, 128, images=False)
     total, consistency, entropy = scan_loss_of_predictions(logits, neighbors, 5.0)
     best = int(np.argmin(total))
@@ -93,9 +96,7 @@ def test_selflabel_keeps_confident_labels_and_sharpens(digits):
         optimizer.step()
     history = []
     model, _ = train_selflabel(
-        model, X, n_clusters=4, confidence_threshold=0.9, epochs=10, batch_size=64, device=CPU,
-        generator=make_generator(0), images=False, learning_rate=1e-3, history=history,
-    )
+        model, X, n_clusters=4, confidence_threshold=0.9, epochs=10, images=False, learning_rate=1e-3, training=training(64, 0, history))
     shares = [entry["confident_share"] for entry in history]
     assert shares[-1] >= shares[0] > 0
     assert clustering_accuracy_score(y, predict_in_batches(model, X, CPU, 128, False).argmax(1)) > 0.95
@@ -110,9 +111,7 @@ def test_selflabel_with_augmentations_runs_on_images(digits):
     policy = policy_for_images(1, 8, 8)
     history = []
     train_selflabel(
-        model, inputs, n_clusters=3, confidence_threshold=0.34, epochs=2, batch_size=64, device=CPU,
-        generator=make_generator(0), strong_augment=lambda b, g: strong_views(b, policy, g), history=history,
-    )
+        model, inputs, n_clusters=3, confidence_threshold=0.34, epochs=2, strong_augment=lambda b, g: strong_views(b, policy, g), training=training(64, 0, history))
     assert len(history) == 2 and history[0]["confident_share"] > 0
 
 
@@ -140,9 +139,8 @@ def test_selflabel_confidence_comes_from_the_images_as_they_are():
     X, _ = two_groups()
     history = []
     # Views that carry nothing: were confidence judged on them, no sample would ever be confident.
-    train_selflabel(skewed_model(X), X, n_clusters=2, confidence_threshold=0.99, epochs=1, batch_size=64, device=CPU,
-                    generator=make_generator(0), strong_augment=lambda batch, g: torch.zeros_like(batch),
-                    images=False, learning_rate=1e-6, history=history)
+    train_selflabel(skewed_model(X), X, n_clusters=2, confidence_threshold=0.99, epochs=1, strong_augment=lambda batch, g: torch.zeros_like(batch),
+                    images=False, learning_rate=1e-6, training=training(64, 0, history))
     assert 0.45 < history[0]["confident_share"] <= 0.5  # the +5 group, judged on the inputs as they are
 
 
@@ -152,8 +150,7 @@ def test_selflabel_keeps_batch_norm_statistics_of_the_clean_data():
     confident = torch.softmax(model.eval()(X), dim=1).max(dim=1).values > 0.99
     # The setting is skewed: the confident samples alone have a mean far from the data's.
     assert abs(X[confident].mean() - X.mean()) > 4
-    train_selflabel(model, X, n_clusters=2, confidence_threshold=0.99, epochs=1, batch_size=32, device=CPU,
-                    generator=make_generator(0), images=False, learning_rate=1e-6)
+    train_selflabel(model, X, n_clusters=2, confidence_threshold=0.99, epochs=1, images=False, learning_rate=1e-6, training=training(32, 0))
     norm = model[0]
     # The whole batch goes through batch norm, so its running statistics stay those of the clean data.
     assert abs(norm.running_mean.item() - X.mean().item()) < 0.5
@@ -164,10 +161,9 @@ def test_selflabel_with_ema_decay_returns_the_moving_average_of_the_weights():
     X, _ = two_groups()
     start = skewed_model(X)
     plain, averaged = copy.deepcopy(start), copy.deepcopy(start)
-    common = dict(n_clusters=2, confidence_threshold=0.99, epochs=2, batch_size=32, device=CPU, images=False,
-                  learning_rate=0.05)
-    train_selflabel(plain, X, generator=make_generator(0), **common)
-    train_selflabel(averaged, X, generator=make_generator(0), ema_decay=0.9, **common)
+    common = dict(n_clusters=2, confidence_threshold=0.99, epochs=2, images=False, learning_rate=0.05)
+    train_selflabel(plain, X, training=training(32), **common)
+    train_selflabel(averaged, X, training=training(32), ema_decay=0.9, **common)
 
     def moved(model):
         return float((model[1].weight - start[1].weight).abs().sum())
@@ -184,9 +180,8 @@ def test_selflabel_rolls_back_when_the_confident_share_collapses():
         model.bias.zero_()
     history = []
     # Views of pure noise carry no label: learning them flattens the predictions, and confidence collapses.
-    train_selflabel(model, X, n_clusters=2, confidence_threshold=0.99, epochs=20, batch_size=32, device=CPU,
-                    generator=make_generator(0), strong_augment=lambda batch, g: 5 * torch.randn(batch.shape, generator=g),
-                    images=False, learning_rate=0.5, history=history)
+    train_selflabel(model, X, n_clusters=2, confidence_threshold=0.99, epochs=20, strong_augment=lambda batch, g: 5 * torch.randn(batch.shape, generator=g),
+                    images=False, learning_rate=0.5, training=training(32, 0, history))
     assert history[-1]["stopped"] and history[-1]["confident_share"] < 0.5 and len(history) < 20
     # The weights of the last good epoch (here those it started with) came back.
     torch.testing.assert_close(model.weight, torch.tensor([[-1.2], [0.0]]))
@@ -203,9 +198,7 @@ def test_selflabel_guard_keeps_the_starting_weights_when_no_epoch_improves_the_c
         calls.append(1)
         return float(len(calls))
 
-    train_selflabel(model, X, n_clusters=2, confidence_threshold=0.99, epochs=3, batch_size=32, device=CPU,
-                    generator=make_generator(0), images=False, learning_rate=0.05, criterion=criterion,
-                    history=history)
+    train_selflabel(model, X, n_clusters=2, confidence_threshold=0.99, epochs=3, images=False, learning_rate=0.05, criterion=criterion, training=training(32, 0, history))
     assert len(calls) == 4  # before training and after each epoch
     assert history[-1] == {"stage": "selflabel_guard", "kept_epoch": 0, "start_criterion": 1.0, "kept_criterion": 1.0}
     for name, value in model.state_dict().items():
@@ -222,16 +215,14 @@ def test_selflabel_guard_keeps_the_epoch_with_the_lowest_criterion():
         return [3.0, 2.0, 1.0, 2.5][len(weights) - 1]
 
     history = []
-    train_selflabel(model, X, n_clusters=2, confidence_threshold=0.99, epochs=3, batch_size=32, device=CPU,
-                    generator=make_generator(0), images=False, learning_rate=0.05, criterion=criterion,
-                    history=history)
+    train_selflabel(model, X, n_clusters=2, confidence_threshold=0.99, epochs=3, images=False, learning_rate=0.05, criterion=criterion, training=training(32, 0, history))
     assert history[-1]["kept_epoch"] == 2 and [entry.get("criterion") for entry in history[:3]] == [2.0, 1.0, 2.5]
     assert not torch.equal(weights[2], weights[3])  # the last epoch moved the weights...
     torch.testing.assert_close(model[1].weight, weights[2])  # ...and the second epoch's came back
 
 
 def test_mixed_precision_setting_decides_bfloat16():
-    from sklearn_scan._torch_utils import autocast, mixed_precision, uses_bfloat16
+    from sklearn_scan._precision import autocast, mixed_precision, uses_bfloat16
 
     cpu = torch.device("cpu")
     with mixed_precision(False):
@@ -245,42 +236,42 @@ def test_mixed_precision_setting_decides_bfloat16():
 
 @pytest.mark.parametrize("value, native", [("0", False), ("off", False)])
 def test_environment_variable_switches_off_native_bfloat16(monkeypatch, value, native):
-    from sklearn_scan import _torch_utils
+    from sklearn_scan import _precision
 
-    monkeypatch.setenv(_torch_utils.BFLOAT16_ENVIRONMENT_VARIABLE, value)
-    _torch_utils.cpu_has_native_bfloat16.cache_clear()
+    monkeypatch.setenv(_precision.BFLOAT16_ENVIRONMENT_VARIABLE, value)
+    _precision.cpu_has_native_bfloat16.cache_clear()
     try:
-        assert _torch_utils.cpu_has_native_bfloat16() is native
-        with _torch_utils.mixed_precision("auto"):
-            assert not _torch_utils.uses_bfloat16(torch.device("cpu"))
+        assert _precision.cpu_has_native_bfloat16() is native
+        with _precision.mixed_precision("auto"):
+            assert not _precision.uses_bfloat16(torch.device("cpu"))
     finally:
         monkeypatch.undo()
-        _torch_utils.cpu_has_native_bfloat16.cache_clear()
+        _precision.cpu_has_native_bfloat16.cache_clear()
 
 
 def test_cpu_held_to_avx2_has_no_native_bfloat16(monkeypatch):
-    from sklearn_scan import _torch_utils
+    from sklearn_scan import _precision
 
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
-    _torch_utils.cpu_has_native_bfloat16.cache_clear()
+    _precision.cpu_has_native_bfloat16.cache_clear()
     try:
-        assert not _torch_utils.cpu_has_native_bfloat16()
+        assert not _precision.cpu_has_native_bfloat16()
     finally:
         monkeypatch.undo()
-        _torch_utils.cpu_has_native_bfloat16.cache_clear()
+        _precision.cpu_has_native_bfloat16.cache_clear()
 
 
 def test_reusing_freed_memory_changes_no_result_and_nests():
-    from sklearn_scan import _torch_utils
+    from sklearn_scan import _memory
 
     network = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
     images = torch.rand(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     plain = predict_in_batches(network, images, CPU, 16, True)
-    with _torch_utils.reuse_freed_memory():
-        with _torch_utils.reuse_freed_memory():
+    with _memory.reuse_freed_memory():
+        with _memory.reuse_freed_memory():
             inner = predict_in_batches(network, images, CPU, 16, True)
-        assert _torch_utils._HEAP_USERS == (1 if _torch_utils._glibc() else 0)
-    assert _torch_utils._HEAP_USERS == 0
+        assert _memory._HEAP_USERS == (1 if _memory._glibc() else 0)
+    assert _memory._HEAP_USERS == 0
     np.testing.assert_array_equal(plain, inner)
 
 

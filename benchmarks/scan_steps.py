@@ -1,0 +1,178 @@
+"""SCAN's steps one by one, as the paper's Table 1: what each adds, in test ACC and minutes.
+
+Per data set and seed, on a sample of the training split, test ACC of ``predict`` on the test split:
+
+- k-means with 10 clusters on the pretext embedding (the encoder's features, as the neighbours are mined);
+- the clustering step on frozen features (``freeze_backbone=True``);
+- the clustering step on the whole network with SimCLR views (``augmentation_params={"scan_recipe": "weak"}``);
+- the same with the paper's strong views (``freeze_backbone=False``);
+- then self-labeling (``selflabel_epochs``), with its confident share, the precision of its pseudo-labels on
+  the training images and test ACC after every epoch (the paper's Figure 4).
+
+The pretext is trained once per seed and cached (``memory``), so every row shares it. Each run appends its
+rows to ``--out`` (default results/scan-steps.json).
+
+    python benchmarks/scan_steps.py --case mnist16:7291 --seeds 0
+    python benchmarks/scan_steps.py --case fashion_mnist:10000 --seeds 0 1 2 --selflabel-epochs 30
+"""
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import ROOT, run_metadata
+
+
+def load_case(case, data_dir, seed):
+    from real_images import load
+
+    name, _, size = case.partition(":")
+    data = load(name, data_dir)
+    train = np.random.default_rng(seed).choice(len(data.X_train), size=int(size), replace=False)
+    return data.X_train[train], data.y_train[train], data.X_test, data.y_test
+
+
+class SelfLabelingObserver:
+    """Installed around a fit: test ACC of the model self-labeling starts from, and per-epoch figures.
+
+    Wraps ``_selflabel.train_stage`` so that after every epoch the network predicts the test images and the
+    training images: test ACC, and the share and precision of the confident training predictions.
+    """
+
+    def __init__(self, X_train, y_train, X_test, y_test, threshold=0.99):
+        from sklearn_scan._inputs import to_model_inputs
+
+        self.train, self.images = to_model_inputs(X_train)
+        self.test, _ = to_model_inputs(X_test)
+        self.y_train, self.y_test, self.threshold = y_train, y_test, threshold
+        self.epochs, self.start = [], None
+
+    def figures(self, network, device):
+        import torch
+
+        from sklearn_scan._batching import predict_in_batches
+        from sklearn_scan.metrics import clustering_accuracy_score
+
+        test = predict_in_batches(network, self.test, device, 512, self.images).argmax(1)
+        logits = torch.from_numpy(predict_in_batches(network, self.train, device, 512, self.images))
+        top, labels = torch.softmax(logits, 1).max(1)
+        confident = (top > self.threshold).numpy()
+        labels = labels.numpy()
+        from scipy.optimize import linear_sum_assignment
+
+        overlap = np.zeros((logits.shape[1], logits.shape[1]))
+        np.add.at(overlap, (labels, self.y_train), 1)
+        rows, cols = linear_sum_assignment(-overlap)
+        mapped = np.empty(logits.shape[1], dtype=int)
+        mapped[rows] = cols
+        right = mapped[labels] == self.y_train
+        return {
+            "test_accuracy": clustering_accuracy_score(self.y_test, test),
+            "train_accuracy": float(right.mean()),
+            "confident_share": float(confident.mean()),
+            "pseudo_label_precision": float(right[confident].mean()) if confident.any() else None,
+        }
+
+    def __enter__(self):
+        from sklearn_scan import _selflabel
+
+        self.original = _selflabel.train_stage
+
+        def observed(stage, epochs, training):
+            self.start = self.figures(stage.network, training.device)
+            end_epoch = stage.end_epoch
+
+            def end_epoch_observed(epoch, *args):
+                figures = end_epoch(epoch, *args)
+                self.epochs.append({"epoch": epoch + 1, **self.figures(stage.network, training.device)})
+                print(f"    self-labeling epoch {epoch + 1}: {self.epochs[-1]}", flush=True)
+                return figures
+
+            stage.end_epoch = end_epoch_observed
+            return self.original(stage, epochs, training)
+
+        _selflabel.train_stage = observed
+        return self
+
+    def __exit__(self, *exc):
+        from sklearn_scan import _selflabel
+
+        _selflabel.train_stage = self.original
+
+
+def run(case, seed, data_dir, selflabel_epochs, rows_out, variants, plateau):
+    from sklearn.cluster import KMeans
+
+    from sklearn_scan import SCANClusterer, _pipeline
+    from sklearn_scan.metrics import clustering_accuracy_score
+
+    if not plateau:
+        _pipeline.SELFLABEL_PLATEAU = None
+    X_train, y_train, X_test, y_test = load_case(case, data_dir, seed)
+    memory = tempfile.mkdtemp(prefix="scan-steps-")
+
+    def fit(row, **params):
+        start = time.perf_counter()
+        model = SCANClusterer(n_clusters=10, random_state=seed, memory=memory, **params).fit(X_train)
+        seconds = time.perf_counter() - start
+        result = {"case": case, "seed": seed, "row": row, "params": {k: v for k, v in params.items()},
+                  "test_accuracy": clustering_accuracy_score(y_test, model.predict(X_test)),
+                  "train_accuracy": {stage: clustering_accuracy_score(y_train, labels)
+                                     for stage, labels in model.stage_labels_.items()},
+                  "seconds": seconds, "stage_seconds": model.stage_seconds_, "meta": run_metadata()}
+        return model, result
+
+    def report(result):
+        print(f"{case} seed {seed} {result['row']:<40} test ACC {result['test_accuracy']:.3f} "
+              f"train {result['train_accuracy']}  {result['seconds']:.0f}s", flush=True)
+        with open(rows_out, "a") as file:
+            file.write(json.dumps(result) + "\n")
+
+    if "frozen" in variants:
+        model, result = fit("clustering step, frozen features", selflabel_epochs=0)
+        # k-means on the embedding the neighbours were mined in, applied to the test images too.
+        features = model.transform(X_train)
+        unit = lambda rows: rows / np.linalg.norm(rows, axis=1, keepdims=True)  # noqa: E731
+        kmeans = KMeans(10, n_init=10, random_state=seed).fit(unit(features))
+        kmeans_result = {**result, "row": "k-means on the pretext embedding", "stage_seconds": {},
+                         "test_accuracy": clustering_accuracy_score(y_test, kmeans.predict(unit(model.transform(X_test))))}
+        report(kmeans_result)
+        report(result)
+    if "weak" in variants:
+        report(fit("whole network, SimCLR views", freeze_backbone=False, selflabel_epochs=0,
+                   augmentation_params={"scan_recipe": "weak"})[1])
+    if "strong" in variants:
+        with SelfLabelingObserver(X_train, y_train, X_test, y_test) as observer:
+            _, result = fit("whole network, strong views, self-labeling", freeze_backbone=False,
+                            selflabel_epochs=selflabel_epochs, selflabel_params={"guard": False})
+        report({**result, "row": "whole network, strong views", "test_accuracy": observer.start["test_accuracy"],
+                "start": observer.start})
+        report({**result, "selflabel_epochs": observer.epochs})
+    if "frozen_selflabel" in variants:
+        with SelfLabelingObserver(X_train, y_train, X_test, y_test) as observer:
+            _, result = fit("frozen features, self-labeling", selflabel_epochs=selflabel_epochs,
+                            selflabel_params={"guard": False})
+        report({**result, "start": observer.start, "selflabel_epochs": observer.epochs})
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", default="mnist16:7291")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--data-dir", required=True, help="folder with mnist.npz and cifar10-jpg.tar")
+    parser.add_argument("--selflabel-epochs", type=int, default=30)
+    parser.add_argument("--variants", nargs="+", default=["frozen", "weak", "strong"],
+                        choices=["frozen", "weak", "strong", "frozen_selflabel"])
+    parser.add_argument("--plateau", action="store_true", help="stop self-labeling where the confident share plateaus")
+    parser.add_argument("--out", default=str(ROOT / "results" / "scan-steps.jsonl"))
+    args = parser.parse_args()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    for seed in args.seeds:
+        run(args.case, seed, args.data_dir, args.selflabel_epochs, args.out, args.variants, args.plateau)
+
+
+if __name__ == "__main__":
+    main()
