@@ -118,7 +118,7 @@ def _run_stages(source, config):
     clock.lap("pretext")
 
     # The MLP on user-given features is the model itself: it always trains; "normalized" has nothing to train.
-    freeze = (config.freeze_backbone and source.images) or backbone_name == "normalized"
+    freeze = (config.freeze_backbone and backbone_name != "mlp") or backbone_name == "normalized"
     pretext_trained = any(entry["stage"] == "pretext" for entry in history)
     n_views = scan_views(policy, pretext_trained, source.input_shape[0]) if freeze and source.images else 0
     train_source = source = source.to(config.device)

@@ -11,6 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ._config import (
+    PRETEXT_ENCODER_SCAN_IMAGES,
+    SCAN_EPOCHS_RANGE,
+    SCAN_IMAGES,
+    auto_epochs,
+    auto_pretext_epochs,
+)
+
 EPILOG = """\
 cluster writes into --out:
   assignments.csv        path, cluster, confidence (top probability) of every image
@@ -21,8 +29,14 @@ cluster writes into --out:
   skipped.csv            files that could not be read (only when there are any)
 
 Images: every file with an image extension under the folder (recursively),
-decoded to RGB, shorter side scaled to --image-size and centre-cropped.
+decoded to RGB (to one channel when most files are grayscale), shorter side
+scaled to --image-size and centre-cropped.
 Ctrl-C during training ends the current stage and keeps what was learned.
+
+Two defaults differ from SCANClusterer's: --random-state is 0 (the estimator's
+random_state is None), so that the same command gives the same clusters on a
+CPU, and --jobs is -1 (the estimator's n_jobs is None: one thread), so that
+decoding a folder uses every core.
 """
 
 
@@ -59,10 +73,15 @@ def _parser():
                          help="train the whole network in the clustering and self-labeling stages, "
                               "not only the clustering heads")
     cluster.add_argument("--pretext-epochs", type=int, default=None,
-                         help="SimCLR epochs (default: auto, from the number of images: 100 for 10,000)")
+                         help="SimCLR epochs (default: auto, from the number of images: "
+                              f"{auto_pretext_epochs('auto', 10_000)} for 10,000, "
+                              f"{auto_pretext_epochs('auto', 1_000)} for 1,000)")
     cluster.add_argument("--scan-epochs", type=int, default=None,
-                         help="clustering-step epochs (default: auto, from the number of images: for 10,000, 100 "
-                              "for heads on an encoder SimCLR trained, 30 on a pretrained backbone or with --fine-tune)")
+                         help="clustering-step epochs (default: auto, from the number of images: for 10,000, "
+                              f"{auto_epochs('auto', 10_000, PRETEXT_ENCODER_SCAN_IMAGES, SCAN_EPOCHS_RANGE)} for "
+                              "heads on an encoder SimCLR trained, "
+                              f"{auto_epochs('auto', 10_000, SCAN_IMAGES, SCAN_EPOCHS_RANGE)} on a pretrained backbone "
+                              "or with --fine-tune)")
     cluster.add_argument("--selflabel-epochs", type=int, default=None,
                          help="self-labeling epochs (default: auto, which is 0: it lost points or moved ACC by under "
                               "0.01 wherever measured; a frozen pretrained backbone then embeds the collection batch "
@@ -71,11 +90,13 @@ def _parser():
     cluster.add_argument("--n-neighbors", type=int, default=20, help="neighbours mined per image (default: 20)")
     cluster.add_argument("--batch-size", type=int, default=128, help="mini-batch size (default: 128)")
     cluster.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', 'cuda:1', 'mps' (default: auto)")
-    cluster.add_argument("--random-state", type=int, default=0, help="seed, for repeatable CPU runs (default: 0)")
+    cluster.add_argument("--random-state", type=int, default=0,
+                         help="seed, for repeatable CPU runs (default: 0; the estimator's default is None)")
     cluster.add_argument("--labels-from-folders", action="store_true",
                          help="treat each image's top-level subfolder as its true class, and score the clusters "
                               "against it in the report (labels are never used for fitting)")
-    cluster.add_argument("--jobs", type=int, default=-1, help="threads decoding images (default: all cores)")
+    cluster.add_argument("--jobs", type=int, default=-1,
+                         help="threads decoding images (default: -1, all cores; the estimator's default is one)")
     cluster.add_argument("--checkpoint-dir", default=None,
                          help="folder where the fit saves its state as it goes; run the same command again to "
                               "resume a fit that was stopped or killed")
@@ -172,6 +193,7 @@ def _cluster(args):
                "backbone": model.backbone_name_, "device": model.device_,
                "skipped (unreadable) files": len(model.skipped_images_)}
     report = write_report(out, names, model.labels_, confidence, y_true=y_true, details=details,
+                          stage_labels=model.stage_labels_,
                           title=f"sklearn-scan: {Path(args.images).name}")
     print(f"Clustered {len(names):,} images into {len(np.unique(model.labels_))} clusters "
           f"({len(model.skipped_images_)} unreadable files skipped).")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ._images import decode_file, decode_item
-from .metrics import clustering_report
+from .metrics import clustering_accuracy_score, clustering_report
 from .plotting import plot_cluster_sizes, plot_confusion_matrix, plot_prototypes, prototype_indices
 
 
@@ -50,7 +50,8 @@ class _Thumbnails:
 
 
 def write_report(out_dir, names, labels, confidence, *, images=None, y_true=None, class_names=None,
-                 n_per_cluster=8, n_doubtful=4, thumbnail_size=96, title="Clustering report", details=None):
+                 n_per_cluster=8, n_doubtful=4, thumbnail_size=96, title="Clustering report", details=None,
+                 stage_labels=None):
     """Write ``report.html`` and its pictures (PNG) into ``out_dir``; return the HTML path.
 
     names: (N,) file paths (or any names); labels: (N,) clusters; confidence:
@@ -58,6 +59,9 @@ def write_report(out_dir, names, labels, confidence, *, images=None, y_true=None
     show instead of decoding ``names`` as files. With ``y_true`` the report
     adds ACC/NMI/ARI and a confusion matrix. ``details``: extra
     ``{field: value}`` lines for the header (for example the model's settings).
+    ``stage_labels``: the model's ``stage_labels_`` (labels after k-means on
+    the embedding, the clustering step and self-labeling); the report then
+    says how many images each stage moved to another cluster.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -98,6 +102,8 @@ def write_report(out_dir, names, labels, confidence, *, images=None, y_true=None
             _img_tag(_png(plot_confusion_matrix(y_true, labels, class_names=class_names), out / "confusion_matrix.png"),
                      "confusion matrix"),
         ]
+    if stage_labels:
+        parts.append(_stage_changes(stage_labels, y_true))
     parts += [
         "<h2>Cluster sizes</h2>", _img_tag(sizes, "cluster sizes"),
         "<h2>Prototypes</h2><p>Each row is a cluster; its most confident images, most confident first.</p>",
@@ -119,3 +125,24 @@ def write_report(out_dir, names, labels, confidence, *, images=None, y_true=None
     path = out / "report.html"
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
+
+
+#: How the report names the stages of ``stage_labels_``.
+STAGE_NAMES = {"kmeans": "k-means on the embedding", "scan": "clustering step", "selflabel": "self-labeling"}
+
+
+def _stage_changes(stage_labels, y_true=None):
+    """An HTML table: per stage, the share of images in another cluster than after the stage before it.
+
+    Clusters of consecutive stages are matched one to one first, so a renumbering is no change. With
+    ``y_true``, each stage's ACC too.
+    """
+    rows = ["<h2>What each stage changed</h2><table><tr><th>stage</th><th>images moved to another cluster</th>"
+            + ("<th>ACC</th>" if y_true is not None else "") + "</tr>"]
+    previous = None
+    for stage, labels in stage_labels.items():
+        moved = "" if previous is None else f"{1 - clustering_accuracy_score(previous, labels):.1%}"
+        score = f"<td>{clustering_accuracy_score(y_true, labels):.3f}</td>" if y_true is not None else ""
+        rows.append(f"<tr><td style='text-align:left'>{STAGE_NAMES.get(stage, stage)}</td><td>{moved}</td>{score}</tr>")
+        previous = labels
+    return "\n".join(rows + ["</table>"])

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import sklearn_scan._checkpoints as checkpoints
+import sklearn_scan._precision as _precision
 from sklearn_scan import SCANClusterer
 from sklearn_scan._checkpoints import CheckpointDirectory
 
@@ -120,3 +121,20 @@ def test_an_unreadable_fingerprint_is_a_clear_error(tmp_path):
     (tmp_path / "fingerprint.json").write_text("{not json")
     with pytest.raises(ValueError, match="fingerprint.json cannot be read"):
         CheckpointDirectory(tmp_path, {"a": 1}).open()
+
+
+@pytest.mark.parametrize("resolved, patched, here", [
+    ("precision", "uses_bfloat16", lambda device: not _precision.uses_bfloat16(device)),
+    ("backbone", "resolve_backbone_name", lambda backbone, shape, device: "resnet18"),
+])
+def test_a_checkpoint_of_another_resolved_backbone_or_precision_is_refused(tmp_path, monkeypatch, resolved, patched,
+                                                                           here):
+    """"auto" resolves per machine (resnet18 on CUDA, bfloat16 where native): another machine's checkpoint is named."""
+    monkeypatch.setattr(checkpoints, "CHECKPOINT_SECONDS", 1e9)
+    X = digits()[:100]
+    quick = dict(n_clusters=3, random_state=0, pretext_epochs=1, scan_epochs=1, n_heads=2, checkpoint_dir=tmp_path)
+    SCANClusterer(**quick).fit(X)
+    with monkeypatch.context() as elsewhere:
+        elsewhere.setattr(checkpoints, patched, here)
+        with pytest.raises(ValueError, match=f"resolved.{resolved} was"):
+            SCANClusterer(**quick).fit(X)

@@ -45,6 +45,7 @@ def test_cluster_then_predict(photos, tmp_path, capsys):
     assert read_csv(out / "skipped.csv")[0]["path"].endswith("broken.png")
     report = (out / "report.html").read_text()
     assert "ACC" in report and report.count("data:image/png;base64,") == 4
+    assert "What each stage changed" in report and "k-means on the embedding" in report
     assert "Clustered 40 images into" in capsys.readouterr().out
 
     # predict with the saved model: same clusters for the same files, -1 for the broken one.
@@ -126,3 +127,14 @@ def test_cluster_with_a_pretrained_backbone_file(photos, tmp_path):
     with pytest.raises(SystemExit, match="is not a file"):
         main(["cluster", str(photos), "--n-clusters", "2", "--out", str(out), "--backbone", "torchvision:mobilenet_v3_small",
               "--backbone-weights", str(tmp_path / "missing.pth"), "--quiet"])
+
+
+def test_help_states_the_defaults_the_rules_give(capsys):
+    from sklearn_scan._config import auto_pretext_epochs
+
+    with pytest.raises(SystemExit):
+        main(["cluster", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"{auto_pretext_epochs('auto', 10_000)} for 10,000" in text
+    assert "one channel when most files are grayscale" in text
+    assert "--random-state is 0" in text and "--jobs is -1" in text

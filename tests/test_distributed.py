@@ -164,3 +164,17 @@ def test_a_killed_fit_under_torchrun_resumes_from_its_checkpoints(tmp_path, torc
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     for rank in range(2):
         np.testing.assert_array_equal(np.load(tmp_path / f"rank{rank}.npz")["labels"], torchrun_fit[rank]["labels"])
+
+
+@pytest.mark.parametrize("shares, batch_size", [((5, 4), 16), ((65, 64), 128), ((300, 299), 128)])
+def test_every_process_takes_batches_of_one_size_when_shares_differ(monkeypatch, shares, batch_size):
+    """Shares differ by a sample; even below a local batch, every process's batches have one size and count."""
+    import sklearn_scan._distributed as distributed
+    from sklearn_scan._batching import shuffled_batches
+
+    monkeypatch.setattr(distributed, "_reduced", lambda tensor, op: torch.tensor([min(shares)]))
+    sizes = []
+    for rank, share in enumerate(shares):
+        local_size, n_steps = distributed.local_batches(share, batch_size, Processes(rank, 2, rank))
+        sizes.append([len(batch) for batch in shuffled_batches(share, local_size, torch.Generator(), n_steps)])
+    assert sizes[0] == sizes[1] and len(sizes[0]) >= 1

@@ -1,3 +1,4 @@
+import copy
 import pickle
 
 import joblib
@@ -593,3 +594,91 @@ def test_no_warning_for_parameters_the_route_uses():
         warnings.simplefilter("error", UserWarning)
         SCANClusterer(**fast_params(n_clusters=2, pretext="none", pretext_epochs=0, selflabel_epochs=1,
                                     confidence_threshold=0.5)).fit(X)
+
+
+def test_strong_view_settings_the_paper_recipe_ignores_get_a_warning():
+    images, _ = small_images(n=40)
+    with pytest.warns(UserWarning, match="no effect on this fit") as record:
+        SCANClusterer(**image_params(pretext_epochs=1, scan_epochs=1, selflabel_epochs=1,
+                                     augmentation_params={"strong_ops": 2, "cutout_fraction": 0.2})).fit(images)
+    message = str(next(w.message for w in record if "no effect on this fit" in str(w.message)))
+    assert "augmentation_params['strong_ops']" in message and "augmentation_params['cutout_fraction']" in message
+    import warnings
+
+    with warnings.catch_warnings():  # the library's recipe uses them
+        warnings.simplefilter("error", UserWarning)
+        SCANClusterer(**image_params(pretext_epochs=1, scan_epochs=1, selflabel_epochs=1, augmentation_params={
+            "strong_ops": 2, "cutout_fraction": 0.2, "strong_recipe": "library"})).fit(images)
+
+
+class Projection(nn.Module):
+    """A user's network for 2-D features, with dropout: (B, D) -> (B, 8)."""
+
+    def __init__(self, n_features=2):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Linear(n_features, 8), nn.Dropout(0.5), nn.ReLU(), nn.Linear(8, 8))
+
+    def forward(self, features):
+        return self.layers(features)
+
+
+def test_a_frozen_custom_module_on_features_is_not_trained(blobs):
+    X, _ = blobs
+    module = Projection()
+    before = copy.deepcopy(module.state_dict())
+    model = SCANClusterer(**fast_params(backbone=module, freeze_backbone=True)).fit(X)
+    for name, value in model.model_.encoder.backbone.state_dict().items():
+        torch.testing.assert_close(value, before[name.removeprefix("module.")])
+    trained = SCANClusterer(**fast_params(backbone=Projection(), freeze_backbone=False)).fit(X)
+    assert any(not torch.equal(value, before[name]) for name, value in trained.model_.encoder.backbone.state_dict().items())
+
+
+def test_random_state_covers_dropout_in_every_stage(blobs):
+    """A backbone's dropout draws from torch's global generator: the seed covers it, whatever its state."""
+    X, _ = blobs
+    module, fits = Projection(), []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        fits.append(SCANClusterer(**fast_params(backbone=module, freeze_backbone=False, random_state=3)).fit(X))
+    np.testing.assert_array_equal(fits[0].predict_proba(X), fits[1].predict_proba(X))
+
+
+def test_score_mines_neighbours_where_the_fit_mined_them():
+    """For the MLP on 2-D features the fit mined the standardised features: score on the training set agrees."""
+    from sklearn_scan._scan_loss import scan_loss_of_predictions
+
+    X, _ = make_blobs(n_samples=90, n_features=16, centers=3, random_state=0)
+    model = SCANClusterer(**fast_params(scan_epochs=5, selflabel_epochs=0)).fit(X)
+    assert model.backbone_name_ == "mlp"
+    logits = np.log(model.predict_proba(X))
+    expected, _, _ = scan_loss_of_predictions(logits, model.neighbors_, 5.0)
+    np.testing.assert_allclose(model.score(X), -float(expected), rtol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["exact", "pynndescent"])
+def test_neighbor_method_reaches_the_mining(monkeypatch, blobs, method):
+    import sklearn_scan._pipeline as pipeline
+
+    methods = []
+    original = pipeline.mine_neighbors
+
+    def recording(*args, **kwargs):
+        methods.append(kwargs["method"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "mine_neighbors", recording)
+    X, _ = blobs
+    SCANClusterer(**fast_params(neighbor_method=method, selflabel_epochs=0)).fit(X)
+    assert methods == [method]
+
+
+def test_stage_labels_hold_every_stage_that_ran(blobs):
+    X, y = blobs
+    model = SCANClusterer(**fast_params()).fit(X)
+    assert set(model.stage_labels_) == {"kmeans", "scan", "selflabel"}
+    np.testing.assert_array_equal(model.stage_labels_["selflabel"], model.labels_)
+    for labels in model.stage_labels_.values():
+        assert labels.shape == (len(X),) and clustering_accuracy_score(y, labels) > 0.9
+    without = SCANClusterer(**fast_params(selflabel_epochs=0)).fit(X)
+    assert set(without.stage_labels_) == {"kmeans", "scan"}
+    np.testing.assert_array_equal(without.stage_labels_["scan"], without.labels_)
