@@ -48,7 +48,7 @@ class SelfLabelingObserver:
         self.train, self.images = to_model_inputs(X_train)
         self.test, _ = to_model_inputs(X_test)
         self.y_train, self.y_test, self.threshold = y_train, y_test, threshold
-        self.epochs, self.start = [], None
+        self.epochs, self.start, self.neighbors = [], None, None
 
     def figures(self, network, device):
         import torch
@@ -69,7 +69,16 @@ class SelfLabelingObserver:
         mapped = np.empty(logits.shape[1], dtype=int)
         mapped[rows] = cols
         right = mapped[labels] == self.y_train
+        label_free = {}
+        if self.neighbors is not None:  # what a guard could see without labels
+            from sklearn_scan._scan_loss import scan_loss_of_predictions
+
+            label_free = {"neighbor_agreement": float((labels[self.neighbors] == labels[:, None]).mean()),
+                          "scan_loss": float(scan_loss_of_predictions(logits.numpy(), self.neighbors, 5.0)[0]),
+                          "cluster_size_entropy": float(-(lambda p: (p * np.log(p.clip(1e-12))).sum())(
+                              np.bincount(labels, minlength=logits.shape[1]) / len(labels)))}
         return {
+            **label_free,
             "test_accuracy": clustering_accuracy_score(self.y_test, test),
             "train_accuracy": float(right.mean()),
             "confident_share": float(confident.mean()),
@@ -77,9 +86,16 @@ class SelfLabelingObserver:
         }
 
     def __enter__(self):
-        from sklearn_scan import _selflabel
+        from sklearn_scan import _pipeline, _selflabel
 
         self.original = _selflabel.train_stage
+        self.original_mining = _pipeline.mine_neighbors
+
+        def mining_seen(*args, **kwargs):
+            self.neighbors = self.original_mining(*args, **kwargs)
+            return self.neighbors
+
+        _pipeline.mine_neighbors = mining_seen
 
         def observed(stage, epochs, training):
             self.start = self.figures(stage.network, training.device)
@@ -98,9 +114,10 @@ class SelfLabelingObserver:
         return self
 
     def __exit__(self, *exc):
-        from sklearn_scan import _selflabel
+        from sklearn_scan import _pipeline, _selflabel
 
         _selflabel.train_stage = self.original
+        _pipeline.mine_neighbors = self.original_mining
 
 
 def run(case, seed, data_dir, selflabel_epochs, rows_out, variants, plateau):

@@ -11,6 +11,7 @@ of :mod:`sklearn_scan._trainer`.
 """
 
 import contextlib
+import copy
 import dataclasses
 import functools
 import time
@@ -24,6 +25,7 @@ from sklearn.utils.validation import check_memory
 
 from ._augment import WEAK_VIEW_FIELDS, ViewsEncoder, pick_views, policy_for_images, strong_views, weak_views
 from ._backbones import ClusteringHeads, ClusterModel, build_encoder, frozen
+from ._batch_norm import recalibrate_batch_norm
 from ._batching import predict_in_batches
 from ._config import (
     ENCODER_LEARNING_RATE,
@@ -381,6 +383,8 @@ def clustering_step(encoder, source, embedding, policy, freeze, config, history,
             augment=augment, images=on_images, anchors=embedding["anchors"], keep_lowest_loss=not freeze and on_images,
             **params,
         )
+    if on_images and augment is not None:  # trained on views: batch norm gets the images' own statistics
+        recalibrate_batch_norm(trained, inputs, device, config.batch_size, images=True)
     head_logits = predict_in_batches(trained, inputs, device, config.batch_size, on_images)
     head_losses, kept, orders = choose_heads(head_logits, neighbors, config.entropy_weight, AVERAGED_HEADS)
     history.append({"stage": "heads", "averaged_heads": kept.tolist()})
@@ -415,8 +419,16 @@ def self_labeling(model, source, train_source, policy, freeze, config, history, 
 
 
 def guard_criterion(model, inputs, neighbors, freeze, images, config):
-    """SCAN loss (``config.entropy_weight``) of ``model``'s predictions on ``inputs``: the features with a frozen encoder."""
+    """SCAN loss (``config.entropy_weight``) of ``model``'s predictions on ``inputs`` over the mined ``neighbors``.
+
+    With a frozen encoder, the head's on the features; otherwise the whole network's on the images, judged
+    as the fitted model will be: a copy whose batch norm holds the images' own statistics, not the strong
+    views' it trains on.
+    """
     module, on_images = (model.head, False) if freeze else (model, images)
+    if on_images:
+        module = copy.deepcopy(module)
+        recalibrate_batch_norm(module, inputs, config.device, config.batch_size, images=True)
     logits = predict_in_batches(module, inputs, config.device, config.batch_size, on_images)
     total, _, _ = scan_loss_of_predictions(logits, neighbors, config.entropy_weight)
     return float(total)

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from ._batch_norm import recalibrate_batch_norm
 from ._batching import predict_in_batches
 from ._checkpoints import StateOf
 from ._device import to_device
@@ -41,6 +42,60 @@ def balanced_cross_entropy(logits, pseudo_labels, n_clusters, processes=Processe
     return per_sample.sum() * processes.world_size / total_weight
 
 
+class StoppingRules:
+    """When self-labeling stops, and which weights it keeps; its state goes into the stage's checkpoint.
+
+    ``end_epoch(epoch, figures, labeler)`` after every epoch, with the epoch's
+    confident share in ``figures``: under ``COLLAPSE_FRACTION`` of the first
+    share the last good weights come back and the stage stops; with
+    ``plateau=(epochs, gain)`` it stops when the share has not risen by
+    ``gain`` in that many epochs; with a ``criterion(model) -> float``
+    (lower is better, no labels) the weights where it was lowest are kept.
+    """
+
+    def __init__(self, labeler, first_share, criterion=None, plateau=None):
+        self.criterion, self.plateau, self.first_share = criterion, plateau, first_share
+        self.good_state = copy.deepcopy(labeler.state_dict())
+        self.best_share, self.since_best, self.guard = first_share, 0, None
+        if criterion is not None:
+            start = float(criterion(labeler))
+            self.guard = {"start": start, "best": start, "epoch": 0, "state": self.good_state}
+
+    def end_epoch(self, epoch, figures, labeler):
+        share = figures["confident_share"]
+        if share < COLLAPSE_FRACTION * self.first_share:
+            labeler.load_state_dict(self.good_state)
+            return {**figures, "stopped": True}
+        self.good_state = copy.deepcopy(labeler.state_dict())
+        if self.guard is not None:
+            figures["criterion"] = float(self.criterion(labeler))
+            if figures["criterion"] < self.guard["best"]:
+                self.guard.update(best=figures["criterion"], epoch=epoch + 1, state=self.good_state)
+        if self.plateau is not None:
+            patience, gain = self.plateau
+            if share >= self.best_share + gain:
+                self.best_share, self.since_best = share, 0
+            else:
+                self.since_best += 1
+            if self.since_best >= patience:
+                return {**figures, "stopped": True, "plateau": True}
+        return figures
+
+    def keep_guarded(self, labeler, history):
+        """Load the weights the guard kept (if there is a guard) and say which in ``history``."""
+        if self.guard is not None:
+            labeler.load_state_dict(self.guard["state"])
+            history.append({"stage": "selflabel_guard", "kept_epoch": self.guard["epoch"],
+                            "start_criterion": self.guard["start"], "kept_criterion": self.guard["best"]})
+
+    def state_dict(self):
+        return {name: getattr(self, name) for name in ("good_state", "best_share", "since_best", "guard")}
+
+    def load_state_dict(self, state):
+        for name, value in state.items():
+            setattr(self, name, value)
+
+
 def train_selflabel(
     model, inputs, *, n_clusters, confidence_threshold, epochs, training, strong_augment=None, images=True,
     learning_rate=1e-4, weight_decay=1e-4, ema_decay=None, criterion=None, plateau=None,
@@ -53,32 +108,22 @@ def train_selflabel(
     become pseudo-labels. The whole batch is strongly augmented and forwarded
     in train mode (batch norm sees every sample), and
     :func:`balanced_cross_entropy` counts the confident ones. Adam at a
-    constant ``learning_rate``.
-
-    Stops: when the confident share falls below ``COLLAPSE_FRACTION`` of its
-    start (the last good epoch's weights come back, ``"stopped"`` in history);
-    with ``plateau=(epochs, gain)``, when the share has not risen by ``gain``
-    in that many epochs. ``ema_decay``: a moving average of the weights
-    chooses the pseudo-labels and is returned. ``criterion(model) -> float``
-    (lower is better, no labels) guards the stage: measured before training
-    and after every epoch, and the weights where it was lowest are returned
-    (a ``"selflabel_guard"`` history entry names the kept epoch, 0 for none).
+    constant ``learning_rate``. The returned model's batch norm holds the
+    statistics of the samples as they are, not of the strong views.
+    ``ema_decay``: a moving average of the weights chooses the pseudo-labels
+    and is returned. :class:`StoppingRules` (``criterion``, ``plateau``) say
+    when it stops and which weights it keeps (a ``"selflabel_guard"`` history
+    entry names the guard's kept epoch, 0 for none).
     Returns ``(model on the device, interrupted)``.
     """
-    device, processes, history = training.device, training.processes, training.history
+    device, processes = training.device, training.processes
     teacher = None
     if ema_decay:
         teacher = AveragedModel(model.to(device), multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
     labeler = model if teacher is None else teacher.module
-    kept = {"good_state": copy.deepcopy(labeler.state_dict()), "guard": None, "since_best": 0}
-    if criterion is not None:
-        start = float(criterion(labeler))
-        kept["guard"] = {"start": start, "best": start, "epoch": 0, "state": kept["good_state"]}
     top, _ = confidence(predict_in_batches(model, inputs, device, training.batch_size, images))
-    confident_start, seen_start = global_sum(torch.tensor([float((top > confidence_threshold).sum()), float(len(top))]),
-                                             processes).tolist()
-    first_share = confident_start / max(seen_start, 1)
-    kept["best_share"] = first_share
+    counts = global_sum(torch.tensor([float((top > confidence_threshold).sum()), float(len(top))]), processes)
+    rules = StoppingRules(labeler, float(counts[0] / counts[1].clamp_min(1)), criterion, plateau)
 
     def batch_loss(forward, indices):
         batch = to_device(inputs[indices], device, images)
@@ -96,50 +141,26 @@ def train_selflabel(
 
     def end_epoch(epoch, sums, n_batches, n_steps):
         confident, seen = sums["counts"].tolist()
-        share = confident / max(seen, 1)
         loss = float(sums["loss"]) / n_steps if n_steps else 0.0
-        figures = {"loss": mean_over_processes(loss, processes), "confident_share": share}
-        if share < COLLAPSE_FRACTION * first_share:
-            labeler.load_state_dict(kept["good_state"])
-            return {**figures, "stopped": True}
-        kept["good_state"] = copy.deepcopy(labeler.state_dict())
-        guard = kept["guard"]
-        if guard is not None:
-            figures["criterion"] = float(criterion(labeler))
-            if figures["criterion"] < guard["best"]:
-                guard.update(best=figures["criterion"], epoch=epoch + 1, state=kept["good_state"])
-        if plateau is not None:
-            patience, gain = plateau
-            if share >= kept["best_share"] + gain:
-                kept.update(best_share=share, since_best=0)
-            else:
-                kept["since_best"] += 1
-            if kept["since_best"] >= patience:
-                return {**figures, "stopped": True, "plateau": True}
-        return figures
+        figures = {"loss": mean_over_processes(loss, processes), "confident_share": confident / max(seen, 1)}
+        return rules.end_epoch(epoch, figures, labeler)
 
-    def after_step():
-        if teacher is not None:
-            teacher.update_parameters(model)
-
-    def kept_state():  # the teacher's weights, the last good weights and the guard's best
-        return {**kept, "teacher": None if teacher is None else teacher.state_dict()}
+    def kept_state():  # the stopping rules' state, and the teacher's weights
+        return {"rules": rules.state_dict(), "teacher": None if teacher is None else teacher.state_dict()}
 
     def restore_kept(state):
+        rules.load_state_dict(state["rules"])
         if teacher is not None:
-            teacher.load_state_dict(state.pop("teacher"))
-        kept.update({key: value for key, value in state.items() if key != "teacher"})
+            teacher.load_state_dict(state["teacher"])
 
     stage = Stage("selflabel", model, len(inputs), batch_loss, learning_rate, weight_decay, images=images,
-                  schedule="constant", end_epoch=end_epoch, after_step=after_step,
-                  kept=StateOf(kept_state, restore_kept))
+                  schedule="constant", end_epoch=end_epoch, kept=StateOf(kept_state, restore_kept),
+                  after_step=None if teacher is None else lambda: teacher.update_parameters(model))
     interrupted = train_stage(stage, epochs, training)
-    if kept["guard"] is not None:
-        guard = kept["guard"]
-        labeler.load_state_dict(guard["state"])
-        history.append({"stage": "selflabel_guard", "kept_epoch": guard["epoch"],
-                        "start_criterion": guard["start"], "kept_criterion": guard["best"]})
+    rules.keep_guarded(labeler, training.history)
     if teacher is not None:
         model.load_state_dict(teacher.module.state_dict())
+    if strong_augment is not None:  # trained on strong views: batch norm gets the samples' own statistics
+        recalibrate_batch_norm(model, inputs, device, training.batch_size, images)
     model.eval()
     return model, interrupted
