@@ -51,10 +51,17 @@ class SelfLabelingObserver:
         self.epochs, self.start, self.neighbors = [], None, None
 
     def figures(self, network, device):
+        import copy
+
         import torch
 
+        from sklearn_scan._batch_norm import recalibrate_batch_norm
         from sklearn_scan._batching import predict_in_batches
         from sklearn_scan.metrics import clustering_accuracy_score
+
+        # As the stage would return it: batch norm with the training images' own statistics.
+        network = copy.deepcopy(network)
+        recalibrate_batch_norm(network, self.train, device, 256, self.images)
 
         test = predict_in_batches(network, self.test, device, 512, self.images).argmax(1)
         logits = torch.from_numpy(predict_in_batches(network, self.train, device, 512, self.images))
@@ -120,7 +127,7 @@ class SelfLabelingObserver:
         _pipeline.mine_neighbors = self.original_mining
 
 
-def run(case, seed, data_dir, selflabel_epochs, rows_out, variants, plateau):
+def run(case, seed, data_dir, selflabel_epochs, rows_out, variants, plateau, guard):
     from sklearn.cluster import KMeans
 
     from sklearn_scan import SCANClusterer, _pipeline
@@ -161,17 +168,22 @@ def run(case, seed, data_dir, selflabel_epochs, rows_out, variants, plateau):
     if "weak" in variants:
         report(fit("whole network, SimCLR views", freeze_backbone=False, selflabel_epochs=0,
                    augmentation_params={"scan_recipe": "weak"})[1])
-    if "strong" in variants:
+
+    for variant, recipe in (("strong", "strong"), ("weak_selflabel", "weak")):
+        if variant not in variants:
+            continue
+        views = "strong views" if recipe == "strong" else "SimCLR views"
         with SelfLabelingObserver(X_train, y_train, X_test, y_test) as observer:
-            _, result = fit("whole network, strong views, self-labeling", freeze_backbone=False,
-                            selflabel_epochs=selflabel_epochs, selflabel_params={"guard": False})
-        report({**result, "row": "whole network, strong views", "test_accuracy": observer.start["test_accuracy"],
+            _, result = fit(f"whole network, {views}, self-labeling", freeze_backbone=False,
+                            selflabel_epochs=selflabel_epochs, selflabel_params={"guard": guard},
+                            augmentation_params={"scan_recipe": recipe})
+        report({**result, "row": f"whole network, {views}", "test_accuracy": observer.start["test_accuracy"],
                 "start": observer.start})
         report({**result, "selflabel_epochs": observer.epochs})
     if "frozen_selflabel" in variants:
         with SelfLabelingObserver(X_train, y_train, X_test, y_test) as observer:
             _, result = fit("frozen features, self-labeling", selflabel_epochs=selflabel_epochs,
-                            selflabel_params={"guard": False})
+                            selflabel_params={"guard": guard})
         report({**result, "start": observer.start, "selflabel_epochs": observer.epochs})
 
 
@@ -182,14 +194,52 @@ def main():
     parser.add_argument("--data-dir", required=True, help="folder with mnist.npz and cifar10-jpg.tar")
     parser.add_argument("--selflabel-epochs", type=int, default=30)
     parser.add_argument("--variants", nargs="+", default=["frozen", "weak", "strong"],
-                        choices=["frozen", "weak", "strong", "frozen_selflabel"])
+                        choices=["frozen", "weak", "strong", "weak_selflabel", "frozen_selflabel"])
     parser.add_argument("--plateau", action="store_true", help="stop self-labeling where the confident share plateaus")
+    parser.add_argument("--guard", action="store_true", help="keep the self-labeling epoch the guard chooses")
     parser.add_argument("--out", default=str(ROOT / "results" / "scan-steps.jsonl"))
     args = parser.parse_args()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
-        run(args.case, seed, args.data_dir, args.selflabel_epochs, args.out, args.variants, args.plateau)
+        run(args.case, seed, args.data_dir, args.selflabel_epochs, args.out, args.variants, args.plateau, args.guard)
 
 
 if __name__ == "__main__":
     main()
+
+
+def render(rows_file, out_stem):
+    """docs page ``<out_stem>.md`` with the table of steps and ``<out_stem>.png`` with self-labeling per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in Path(rows_file).read_text().splitlines() if line.strip()]
+    order = ["k-means on the pretext embedding", "clustering step, frozen features", "whole network, SimCLR views",
+             "whole network, strong views", "whole network, SimCLR views, self-labeling",
+             "whole network, strong views, self-labeling", "frozen features, self-labeling"]
+    cases = sorted({row["case"] for row in rows})
+    lines = ["| step | " + " | ".join(cases) + " |", "|---|" + "---|" * len(cases)]
+    for name in order:
+        cells = []
+        for case in cases:
+            found = [row for row in rows if row["case"] == case and row["row"] == name]
+            cells.append(" / ".join(f"{row['test_accuracy']:.3f}" for row in found) or "")
+        if any(cells):
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    curves = [row for row in rows if row.get("selflabel_epochs")]
+    figure, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.4), squeeze=False)
+    for axis, row in zip(axes[0], curves):
+        epochs = [row["start"]] + row["selflabel_epochs"]
+        x = range(len(epochs))
+        for key, label in (("confident_share", "confident share"), ("test_accuracy", "test ACC"),
+                           ("pseudo_label_precision", "pseudo-label precision")):
+            axis.plot(x, [entry[key] for entry in epochs], label=label)
+        axis.set_title(f"{row['case']}\n{row['row']}", fontsize=8)
+        axis.set_xlabel("self-labeling epoch")
+        axis.set_ylim(0, 1.02)
+    axes[0][0].legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    figure.savefig(f"{out_stem}.png", dpi=110)
+    return "\n".join(lines)

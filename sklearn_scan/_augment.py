@@ -110,6 +110,7 @@ def policy_for_images(n_channels, height, width, **changes):
         gamma=1.0 if small else 2.0,
         cutout_fraction=0.25 if small else 0.4,
         strong_ops=2,
+        scan_recipe="weak",
     )
     return dataclasses.replace(policy, **changes)
 

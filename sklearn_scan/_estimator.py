@@ -103,39 +103,46 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         to 20,000 samples on a CPU (2,000,000 on a GPU), pynndescent above.
     freeze_backbone : bool, default=True
         True trains only the clustering heads, on fixed backbone features;
-        False fine-tunes the whole network on augmented images in the
-        clustering step and self-labeling, as the paper does on a GPU. The
-        MLP trained on 2-D features is never frozen.
+        False trains the whole network in the clustering step and
+        self-labeling, as the paper does: anchors and neighbours strongly
+        augmented (four RandAugment operations, then Cutout), the weights of
+        the epoch with the lowest SCAN loss kept. A user's module on 2-D
+        features is frozen too; the MLP trained on 2-D features never is.
     pretext_params, scan_params, selflabel_params : dict, default=None
         Settings of each stage's Adam optimiser: ``learning_rate`` (pretext
-        1e-3; clustering step 1e-3 for the whole network, 1e-2 for heads on
-        a frozen backbone, 1e-1 on unit-length rows; self-labeling 1e-5, 1e-4
-        with a frozen backbone) and ``weight_decay``. The pretext also takes
+        1e-3; clustering step 1e-2 for the heads, 1e-1 on unit-length rows,
+        1e-3 for the MLP on 2-D features; self-labeling 1e-4, the paper's,
+        kept constant) and ``weight_decay``. The pretext also takes
         ``temperature`` (0.5) and ``projection_dim`` (128); the clustering
-        step ``encoder_learning_rate``; self-labeling ``ema_decay`` (None; the
-        paper's ImageNet recipe uses a moving average of the weights at
-        0.999) and ``guard`` (True: keep the weights, the clustering step's
-        included, with the lowest SCAN loss of the clean predictions over
-        the mined neighbours).
+        step ``encoder_learning_rate`` (1e-5 when the whole network trains);
+        self-labeling ``ema_decay`` (None; the paper's ImageNet recipe uses a
+        moving average of the weights at 0.999) and ``guard`` (True: keep the
+        weights, the clustering step's included, with the lowest SCAN loss of
+        the predictions over the mined neighbours).
     augmentation_params : dict, default=None
         Changes to the augmentation policy chosen for the images (fields of
         ``AugmentationPolicy``: ``flip``, ``crop_scale``, ``rotation_degrees``,
-        ``brightness``, ``contrast``, ``gamma``, ``cutout_fraction``,
-        ``strong_ops``, ...). Grayscale images get no flips (a mirrored digit
-        is another symbol): ``{"flip": True}`` adds them for clothing or
-        photos. ``scan_views`` ("auto": 2 for colour images on a pretrained
-        backbone, else 0): weak views of every image, embedded once with a
-        frozen backbone, that the heads train on. ``strong_recipe``: the
-        strong views of self-labeling, "paper" (the default: RandAugment's
-        four distinct operations, then Cutout) or "library".
+        ``brightness``, ``contrast``, ``gamma``, ...). Grayscale images get no
+        flips (a mirrored digit is another symbol): ``{"flip": True}`` adds
+        them for clothing or photos. ``scan_views`` ("auto": 2 for colour
+        images on a pretrained backbone, else 0): weak views of every image,
+        embedded once with a frozen backbone, that the heads train on.
+        ``scan_recipe``: the views of anchors and neighbours when the whole
+        network trains, "strong" (the paper's) or "weak" (SimCLR's).
+        ``strong_recipe``: the strong views, "paper" (the default:
+        RandAugment's four distinct operations, then Cutout of up to half
+        the side) or "library" (``strong_ops`` operations drawn with
+        replacement, then a Cutout of ``cutout_fraction`` of the side).
     memory : str, joblib.Memory or None, default=None
         Where to cache the trained pretext encoder (a folder or a
         ``joblib.Memory``). Fits that differ only in later-stage parameters
         then train the pretext once, as in a grid search.
     checkpoint_dir : str, path-like or None, default=None
-        A folder where the fit saves its state: at the end of each stage
-        and, within a training stage, every 30 seconds (each file written
-        whole, then renamed). Fitting again with the same folder resumes
+        A folder where the fit saves its state: after the embedding, and in
+        each training stage at the end of its last epoch and of the first
+        epoch that ends 30 seconds after the last save (each file written
+        whole, then renamed); a fit killed within an epoch resumes from the
+        end of an earlier one. Fitting again with the same folder resumes
         from the last checkpoint (and on a CPU ends with the labels of an
         uninterrupted fit); a finished fit's folder makes the next fit
         quick. Checkpoints of other parameters or other data are refused
@@ -170,6 +177,12 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     stage_seconds_ : dict
         Wall time of each stage of the fit, in seconds ("pretext" is near 0
         when the encoder came from the ``memory`` cache).
+    stage_labels_ : dict
+        Labels of the training samples after each stage that ran: "kmeans"
+        (k-means with ``n_clusters`` on the embedding the neighbours were
+        mined in), "scan" (the clustering step) and, when self-labeling ran,
+        "selflabel" (equal to ``labels_``). Clusters are numbered as in
+        ``labels_`` (k-means' matched to them).
     image_names_ : list or None
         For a folder, files or a Dataset: the file path (or Dataset index)
         of every row of ``labels_``; None for arrays.
