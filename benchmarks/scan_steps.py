@@ -10,10 +10,12 @@ Per data set and seed, on a sample of the training split, test ACC of ``predict`
   the training images and test ACC after every epoch (the paper's Figure 4).
 
 The pretext is trained once per seed and cached (``memory``), so every row shares it. Each run appends its
-rows to ``--out`` (default results/scan-steps.json).
+rows to ``--out`` (default results/scan-steps.jsonl); ``--update-docs`` copies them to docs/scan-steps.jsonl,
+draws docs/scan-steps.png and prints the table of docs/scan-steps.md.
 
     python benchmarks/scan_steps.py --case mnist16:7291 --seeds 0
     python benchmarks/scan_steps.py --case fashion_mnist:10000 --seeds 0 1 2 --selflabel-epochs 30
+    python benchmarks/scan_steps.py --update-docs --out results/scan-steps.jsonl
 """
 
 import argparse
@@ -191,14 +193,23 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", default="mnist16:7291")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--data-dir", required=True, help="folder with mnist.npz and cifar10-jpg.tar")
+    parser.add_argument("--data-dir", help="folder with mnist.npz (Fashion-MNIST: apt-get install dataset-fashion-mnist)")
     parser.add_argument("--selflabel-epochs", type=int, default=30)
     parser.add_argument("--variants", nargs="+", default=["frozen", "weak", "strong"],
                         choices=["frozen", "weak", "strong", "weak_selflabel", "frozen_selflabel"])
     parser.add_argument("--plateau", action="store_true", help="stop self-labeling where the confident share plateaus")
     parser.add_argument("--guard", action="store_true", help="keep the self-labeling epoch the guard chooses")
     parser.add_argument("--out", default=str(ROOT / "results" / "scan-steps.jsonl"))
+    parser.add_argument("--update-docs", action="store_true",
+                        help="no fits: copy --out to docs/scan-steps.jsonl and draw docs/scan-steps.png from it")
     args = parser.parse_args()
+    if args.update_docs:
+        docs = ROOT / "docs" / "scan-steps"
+        Path(f"{docs}.jsonl").write_text(Path(args.out).read_text())
+        print(render(args.out, str(docs)))
+        return
+    if args.data_dir is None:
+        parser.error("--data-dir is needed to fit")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
         run(args.case, seed, args.data_dir, args.selflabel_epochs, args.out, args.variants, args.plateau, args.guard)

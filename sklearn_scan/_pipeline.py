@@ -49,7 +49,7 @@ from ._pretext import train_pretext
 from ._random import make_generator, seeded
 from ._scan import choose_heads, train_scan
 from ._scan_loss import scan_loss_of_predictions
-from ._selflabel import train_selflabel
+from ._selflabel import confidence, train_selflabel
 from ._sources import DecodedImages
 from ._trainer import Training
 
@@ -156,7 +156,7 @@ def _run_stages(source, config):
         device=str(config.device), metric=embedding["metric"], neighbors=neighbors, head_losses=head_losses,
         best_head=int(np.argmin(head_losses)), history=history, stage_seconds=clock.seconds,
         stage_labels=stage_labels, labels=labels,
-        confidence=torch.softmax(torch.from_numpy(logits).double(), dim=1).max(dim=1).values.numpy(),
+        confidence=confidence(torch.from_numpy(logits).double())[0].numpy(),
         image_names=embedding["image_names"], skipped_images=embedding["skipped"],
     )
 

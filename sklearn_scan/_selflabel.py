@@ -21,8 +21,12 @@ COLLAPSE_FRACTION = 0.5
 
 
 def confidence(logits):
-    """Top probability and cluster of every row of ``logits`` (N, C): ``(top (N,), labels (N,))``."""
-    return torch.softmax(torch.as_tensor(logits).float(), dim=-1).max(dim=-1)
+    """Top probability and cluster of every row of ``logits`` (N, C): ``(top (N,), labels (N,))``.
+
+    Computed in float32, or in float64 for float64 logits.
+    """
+    logits = torch.as_tensor(logits)
+    return torch.softmax(logits if logits.dtype == torch.float64 else logits.float(), dim=-1).max(dim=-1)
 
 
 def balanced_cross_entropy(logits, pseudo_labels, n_clusters, processes=Processes()):

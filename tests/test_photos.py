@@ -82,10 +82,16 @@ def test_without_the_package_photos_train_from_scratch_with_a_warning(tmp_path, 
         assert backbone_for(folder, "auto") == "auto"
 
 
-def test_default_fit_on_colour_photos_uses_the_shipped_backbone(tmp_path):
+def test_default_fit_on_colour_photos_uses_the_shipped_backbone(tmp_path, monkeypatch):
+    from sklearn_scan import _images
+
     images = two_kinds(n=24, size=40)
     folder = str(write_folder(tmp_path / "photos", images))
+    peeks = []
+    peek = _images._peek
+    monkeypatch.setattr(_images, "_peek", lambda *args: peeks.append(1) or peek(*args))
     model = SCANClusterer(n_clusters=2, n_neighbors=5, n_heads=3, scan_epochs=30, random_state=0).fit(folder)
+    assert len(peeks) == 1  # what the folder holds (photos, channels) is read from its headers once
     assert model.backbone_name_ == PHOTO_BACKBONE
     assert model.input_shape_ == (3, 224, 224)
     assert model.stage_seconds_.get("self-labeling") is None  # "auto" skips it on frozen pretrained features
