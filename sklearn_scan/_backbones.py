@@ -284,11 +284,6 @@ class ClusteringHeads(nn.Module):
     def forward(self, features):
         return self.linear(self.trunk(features)).view(-1, self.n_heads, self.n_clusters)
 
-    def single_head(self, head):
-        """A :class:`ClusterHead` (B, F) -> (B, n_clusters) copied from head ``head``."""
-        start = head * self.n_clusters
-        return ClusterHead(self.trunk, self.linear).reorder(torch.arange(start, start + self.n_clusters))
-
     def mean_head(self, heads, orders):
         """A :class:`ClusterHead` whose logits are the mean of those of ``heads``, their clusters matched.
 

@@ -108,7 +108,7 @@ def fit_pipeline(source, config):
 
 def _run_stages(source, config):
     clock, processes = StageClock(), config.processes
-    whole = source
+    all_samples = source
     if processes.distributed:
         source = source.share(processes)
     if not config.embeds_once:
@@ -124,11 +124,11 @@ def _run_stages(source, config):
     pretext_trained = any(entry["stage"] == "pretext" for entry in history)
     n_views = scan_views(policy, pretext_trained, source.input_shape[0]) if freeze and source.images else 0
     train_source = source = source.to(config.device)
-    embedding = embedding_of(source, whole, encoder.to(config.device), backbone_name, policy, n_views, config)
+    embedding = embedding_of(source, all_samples, encoder.to(config.device), backbone_name, policy, n_views, config)
     features, neighbors = embedding["features"].numpy(), embedding["neighbors"].numpy()
     if processes.distributed and not freeze:
         # The network trains on the images of any anchor's neighbours: every process holds them all.
-        source = whole.decoded(*decoded_images_file(config, "whole")).to(config.device)
+        source = all_samples.decoded(*decoded_images_file(config, "whole")).to(config.device)
     history.append({"stage": "neighbors", "n_neighbors": config.n_neighbors, "metric": embedding["metric"],
                     "views": n_views})
     predict = functools.partial(predict_training_samples, source=source, features=features, freeze=freeze,
@@ -192,20 +192,20 @@ def decoded_images_file(config, part=None):
     return config.checkpoints.directory, "images" if part is None else f"images-{part}-{config.processes.rank}"
 
 
-def embedding_of(source, whole, encoder, backbone_name, policy, n_views, config):
+def embedding_of(source, all_samples, encoder, backbone_name, policy, n_views, config):
     """:func:`embed_and_mine`, or what the embedding checkpoint holds; saved there once mined."""
     saved = config.checkpoints.load("embedding") if config.checkpoints is not None else None
     if saved is not None:
         return {**saved, "anchors": saved.pop("per_process")[config.processes.rank]}
-    embedding = embed_and_mine(source, whole, encoder, backbone_name, policy, n_views, config)
+    embedding = embed_and_mine(source, all_samples, encoder, backbone_name, policy, n_views, config)
     if config.checkpoints is not None:  # each process's anchors are its own
         kept = {key: value for key, value in embedding.items() if key != "anchors"}
         config.checkpoints.save("embedding", {**kept, "per_process": embedding["anchors"]})
     return embedding
 
 
-def embed_and_mine(source, whole, encoder, backbone_name, policy, n_views, config):
-    """The embedding of ``source`` (this process's share of ``whole``) and its neighbours, mined once.
+def embed_and_mine(source, all_samples, encoder, backbone_name, policy, n_views, config):
+    """The embedding of ``source`` (this process's share of ``all_samples``) and its neighbours, mined once.
 
     Returns a dict of tensors and plain values (what the embedding checkpoint holds): ``features``
     (N, F) the neighbours are mined in, ``views`` (N, V, F) or None (the features of weak views the
@@ -220,7 +220,7 @@ def embed_and_mine(source, whole, encoder, backbone_name, policy, n_views, confi
     features, image_names, skipped = source.embed(embedder, config.device, config.batch_size)
     anchors = None
     if processes.distributed:
-        features, image_names, skipped, anchors = gather_embedding(features, image_names, skipped, whole, processes)
+        features, image_names, skipped, anchors = gather_embedding(features, image_names, skipped, all_samples, processes)
     # With views, features is (N, 1 + n_views, F): the images' own features (to mine neighbours) first.
     views = None
     if n_views:
@@ -238,18 +238,18 @@ def embed_and_mine(source, whole, encoder, backbone_name, policy, n_views, confi
     }
 
 
-def gather_embedding(features, row_names, skipped, whole, processes):
+def gather_embedding(features, row_names, skipped, all_samples, processes):
     """Every process's features of its share, in the order of the whole source.
 
     features: (n_r, ...) of this process's rows, named by their positions in
-    ``whole``. Returns ``(features (N, ...), names of the N rows or None for
+    ``all_samples``. Returns ``(features (N, ...), names of the N rows or None for
     arrays, skipped items of all processes, rows of this process's samples
     among the N)``.
     """
     local_positions = np.asarray(row_names, dtype=np.int64)
     features, positions = gather_by_position(features, local_positions, processes)
     skipped = gather_lists(skipped, processes)
-    names = None if whole.names is None else [whole.names[position] for position in positions]
+    names = None if all_samples.names is None else [all_samples.names[position] for position in positions]
     return features, names, skipped, torch.from_numpy(np.searchsorted(positions, local_positions))
 
 
@@ -373,8 +373,8 @@ def clustering_step(encoder, source, embedding, policy, freeze, config, history,
     if config.scan_epochs == "auto" and not (freeze or on_images):
         epochs = MLP_SCAN_EPOCHS
     else:
-        scan_images = PRETEXT_ENCODER_SCAN_IMAGES if freeze and pretext_trained else SCAN_IMAGES
-        epochs = auto_epochs(config.scan_epochs, len(inputs), scan_images, SCAN_EPOCHS_RANGE)
+        anchors_shown = PRETEXT_ENCODER_SCAN_IMAGES if freeze and pretext_trained else SCAN_IMAGES
+        epochs = auto_epochs(config.scan_epochs, len(inputs), anchors_shown, SCAN_EPOCHS_RANGE)
     training = Training(config.batch_size, device, make_generator(config.seeds.scan + config.processes.rank),
                         config.processes, config.checkpoints, config.verbose, history)
     with seeded(config.seeds.scan + 1, device):  # dropout or drop-path of a user's backbone draws from it

@@ -59,11 +59,12 @@ def test_heads_and_selected_outputs(hidden_size):
     features = torch.rand(7, 5)
     logits = heads(features)
     assert logits.shape == (7, 4, 3)
-    torch.testing.assert_close(heads.single_head(2)(features), logits[:, 2])
+    identity = torch.arange(3)
+    torch.testing.assert_close(heads.mean_head([2], [identity])(features), logits[:, 2])
     order = torch.tensor([2, 0, 1])
-    torch.testing.assert_close(heads.single_head(1).reorder(order)(features), logits[:, 1][:, order])
+    torch.testing.assert_close(heads.mean_head([1], [identity]).reorder(order)(features), logits[:, 1][:, order])
     # A selected head is a copy: training it leaves the heads as they were.
-    head = heads.single_head(0)
+    head = heads.mean_head([0], [identity])
     with torch.no_grad():
         head.linear.weight.add_(1.0)
     torch.testing.assert_close(heads(features), logits)
