@@ -108,6 +108,8 @@ class SelfLabelingObserver:
 
         def observed(stage, epochs, training):
             self.start = self.figures(stage.network, training.device)
+            if self.neighbors is not None:  # the share of mined neighbours of the sample's class
+                self.start["neighbor_purity"] = float((self.y_train[self.neighbors] == self.y_train[:, None]).mean())
             end_epoch = stage.end_epoch
 
             def end_epoch_observed(epoch, *args):

@@ -133,7 +133,7 @@ def _run_stages(source, config):
                     "views": n_views})
     predict = functools.partial(predict_training_samples, source=source, features=features, freeze=freeze,
                                 config=config)
-    stage_labels = {"kmeans": kmeans_labels(features, config)}
+    stage_labels = {"kmeans": kmeans_labels(features, embedding["metric"], config)}
     clock.lap("embedding and neighbours")
 
     model, head_losses, interrupted = clustering_step(
@@ -167,10 +167,13 @@ def predict_training_samples(model, source, features, freeze, config):
     return predict_in_batches(module, inputs, config.device, config.batch_size, images=not freeze and source.images)
 
 
-def kmeans_labels(features, config):
-    """k-means with ``n_clusters`` on the embedding the neighbours were mined in: (N,) labels."""
-    rows = features / np.linalg.norm(features, axis=1, keepdims=True).clip(1e-12) if features.ndim == 2 else features
-    kmeans = KMeans(config.n_clusters, n_init=3, random_state=config.seeds.neighbors)
+def kmeans_labels(features, metric, config):
+    """k-means with ``n_clusters`` on the embedding the neighbours were mined in (N, F): (N,) labels.
+
+    For the cosine metric, on unit-length rows (spherical k-means), so that it sees the distances the neighbours do.
+    """
+    rows = features / np.linalg.norm(features, axis=1, keepdims=True).clip(1e-12) if metric == "cosine" else features
+    kmeans = KMeans(config.n_clusters, n_init="auto", random_state=config.seeds.neighbors)
     return kmeans.fit_predict(rows.astype(np.float64)).astype(np.int64)
 
 
