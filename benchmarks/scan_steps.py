@@ -183,7 +183,7 @@ def run(case, seed, data_dir, selflabel_epochs, rows_out, variants, plateau, gua
                             augmentation_params={"scan_recipe": recipe})
         report({**result, "row": f"whole network, {views}", "test_accuracy": observer.start["test_accuracy"],
                 "start": observer.start})
-        report({**result, "selflabel_epochs": observer.epochs})
+        report({**result, "start": observer.start, "selflabel_epochs": observer.epochs})
     if "frozen_selflabel" in variants:
         with SelfLabelingObserver(X_train, y_train, X_test, y_test) as observer:
             _, result = fit("frozen features, self-labeling", selflabel_epochs=selflabel_epochs,
@@ -217,9 +217,6 @@ def main():
         run(args.case, seed, args.data_dir, args.selflabel_epochs, args.out, args.variants, args.plateau, args.guard)
 
 
-if __name__ == "__main__":
-    main()
-
 
 def render(rows_file, out_stem):
     """docs page ``<out_stem>.md`` with the table of steps and ``<out_stem>.png`` with self-labeling per epoch."""
@@ -242,8 +239,10 @@ def render(rows_file, out_stem):
         if any(cells):
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     curves = [row for row in rows if row.get("selflabel_epochs")]
-    figure, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.4), squeeze=False)
-    for axis, row in zip(axes[0], curves):
+    n_columns = min(3, len(curves))
+    n_rows = -(-len(curves) // n_columns)
+    figure, axes = plt.subplots(n_rows, n_columns, figsize=(4.2 * n_columns, 3.2 * n_rows), squeeze=False)
+    for axis, row in zip(axes.flat, curves):
         epochs = [row["start"]] + row["selflabel_epochs"]
         x = range(len(epochs))
         for key, label in (("confident_share", "confident share"), ("test_accuracy", "test ACC"),
@@ -256,3 +255,7 @@ def render(rows_file, out_stem):
     figure.tight_layout()
     figure.savefig(f"{out_stem}.png", dpi=110)
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
