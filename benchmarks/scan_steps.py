@@ -63,7 +63,7 @@ class SelfLabelingObserver:
 
         # As the stage would return it: batch norm with the training images' own statistics.
         network = copy.deepcopy(network)
-        recalibrate_batch_norm(network, self.train, device, 256, self.images)
+        recalibrate_batch_norm(network, self.train, device, 128, self.images)  # the defaults batch size
 
         test = predict_in_batches(network, self.test, device, 512, self.images).argmax(1)
         logits = torch.from_numpy(predict_in_batches(network, self.train, device, 512, self.images))

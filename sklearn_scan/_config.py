@@ -224,6 +224,9 @@ def unused_parameters_warning(params, defaults, source, config):
     if config.selflabel_epochs == 0:
         for name in ("selflabel_params", "confidence_threshold"):
             reasons[name] = "self-labeling does not run (selflabel_epochs is 0 or 'auto'); set selflabel_epochs"
+    if config.freeze_backbone and source.images and "encoder_learning_rate" in config.scan_params:
+        changed.add("scan_params['encoder_learning_rate']")
+        reasons["scan_params['encoder_learning_rate']"] = "the encoder is frozen (freeze_backbone=True)"
     augmentation = config.augmentation_params
     if source.images and AugmentationPolicy(**augmentation).strong_recipe == "paper":
         for name in ("strong_ops", "cutout_fraction"):

@@ -104,8 +104,9 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     freeze_backbone : bool, default=True
         True trains only the clustering heads, on fixed backbone features;
         False trains the whole network in the clustering step and
-        self-labeling, as the paper does: anchors and neighbours strongly
-        augmented (four RandAugment operations, then Cutout), the weights of
+        self-labeling, as the paper does: anchors and neighbours augmented
+        (colour images: the paper's four RandAugment operations, then Cutout;
+        grayscale images: SimCLR's views, see ``scan_recipe``), the weights of
         the epoch with the lowest SCAN loss kept. A user's module on 2-D
         features is frozen too; the MLP trained on 2-D features never is.
     pretext_params, scan_params, selflabel_params : dict, default=None
@@ -128,7 +129,8 @@ class SCANClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         images on a pretrained backbone, else 0): weak views of every image,
         embedded once with a frozen backbone, that the heads train on.
         ``scan_recipe``: the views of anchors and neighbours when the whole
-        network trains, "strong" (the paper's) or "weak" (SimCLR's).
+        network trains, "strong" (the paper's; the default for colour
+        images) or "weak" (SimCLR's; the default for grayscale images).
         ``strong_recipe``: the strong views, "paper" (the default:
         RandAugment's four distinct operations, then Cutout of up to half
         the side) or "library" (``strong_ops`` operations drawn with

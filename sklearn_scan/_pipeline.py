@@ -346,8 +346,8 @@ def clustering_step(encoder, source, embedding, policy, freeze, config, history,
 
     With ``freeze`` the heads train on the embedding's features (or on one of each sample's weak views'
     features, drawn per step); otherwise the whole network trains on the images, augmented as
-    ``policy.scan_recipe`` says (the paper's strong views by default), the heads at their rate and the
-    encoder at ``encoder_learning_rate``. Returns ``(ClusterModel of the encoder and the kept head,
+    ``policy.scan_recipe`` says (the paper's strong views for colour images, SimCLR's weak views for
+    grayscale ones), the heads at their rate and the encoder at ``encoder_learning_rate``. Returns ``(ClusterModel of the encoder and the kept head,
     head losses (n_heads,), interrupted)``.
     """
     device = config.device
@@ -358,6 +358,7 @@ def clustering_step(encoder, source, embedding, policy, freeze, config, history,
     augment = None
     if freeze:
         trained, inputs, on_images = heads, torch.from_numpy(features).to(device), False
+        params.pop("encoder_learning_rate", None)  # no encoder trains (the warning of unused parameters says so)
         params.setdefault("learning_rate", UNIT_ROWS_LEARNING_RATE if backbone_name == "normalized"
                           else HEADS_LEARNING_RATE)
     else:
@@ -386,8 +387,8 @@ def clustering_step(encoder, source, embedding, policy, freeze, config, history,
             augment=augment, images=on_images, anchors=embedding["anchors"], keep_lowest_loss=not freeze and on_images,
             **params,
         )
-    if on_images and augment is not None:  # trained on views: batch norm gets the images' own statistics
-        recalibrate_batch_norm(trained, inputs, device, config.batch_size, images=True)
+        if on_images and augment is not None:  # trained on views: batch norm gets the images' own statistics
+            recalibrate_batch_norm(trained, inputs, device, config.batch_size, images=True)
     head_logits = predict_in_batches(trained, inputs, device, config.batch_size, on_images)
     head_losses, kept, orders = choose_heads(head_logits, neighbors, config.entropy_weight, AVERAGED_HEADS)
     history.append({"stage": "heads", "averaged_heads": kept.tolist()})
@@ -417,7 +418,8 @@ def self_labeling(model, source, train_source, policy, freeze, config, history, 
         train_selflabel(
             ClusterModel(encoder, model.head), train_source.inputs, n_clusters=config.n_clusters,
             confidence_threshold=config.confidence_threshold, epochs=config.selflabel_epochs, training=training,
-            strong_augment=strong, images=source.images, criterion=criterion, plateau=SELFLABEL_PLATEAU, **params,
+            strong_augment=strong, images=source.images, criterion=criterion, plateau=SELFLABEL_PLATEAU,
+            all_inputs=source.inputs, **params,
         )
 
 
@@ -429,9 +431,9 @@ def guard_criterion(model, inputs, neighbors, freeze, images, config):
     views' it trains on.
     """
     module, on_images = (model.head, False) if freeze else (model, images)
-    if on_images:
+    if images:  # trained on strong views: judged with the statistics of the images as they are
         module = copy.deepcopy(module)
-        recalibrate_batch_norm(module, inputs, config.device, config.batch_size, images=True)
+        recalibrate_batch_norm(module, inputs, config.device, config.batch_size, images=on_images)
     logits = predict_in_batches(module, inputs, config.device, config.batch_size, on_images)
     total, _, _ = scan_loss_of_predictions(logits, neighbors, config.entropy_weight)
     return float(total)

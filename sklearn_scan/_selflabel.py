@@ -102,7 +102,7 @@ class StoppingRules:
 
 def train_selflabel(
     model, inputs, *, n_clusters, confidence_threshold, epochs, training, strong_augment=None, images=True,
-    learning_rate=1e-4, weight_decay=1e-4, ema_decay=None, criterion=None, plateau=None,
+    learning_rate=1e-4, weight_decay=1e-4, ema_decay=None, criterion=None, plateau=None, all_inputs=None,
 ):
     """Fine-tune ``model`` in place on its own confident predictions, as the paper's self-labeling.
 
@@ -113,7 +113,8 @@ def train_selflabel(
     in train mode (batch norm sees every sample), and
     :func:`balanced_cross_entropy` counts the confident ones. Adam at a
     constant ``learning_rate``. The returned model's batch norm holds the
-    statistics of the samples as they are, not of the strong views.
+    statistics of the samples as they are (of ``all_inputs``, every process's
+    samples in a data-parallel fit; default ``inputs``), not of the strong views.
     ``ema_decay``: a moving average of the weights chooses the pseudo-labels
     and is returned. :class:`StoppingRules` (``criterion``, ``plateau``) say
     when it stops and which weights it keeps (a ``"selflabel_guard"`` history
@@ -165,6 +166,6 @@ def train_selflabel(
     if teacher is not None:
         model.load_state_dict(teacher.module.state_dict())
     if strong_augment is not None:  # trained on strong views: batch norm gets the samples' own statistics
-        recalibrate_batch_norm(model, inputs, device, training.batch_size, images)
+        recalibrate_batch_norm(model, inputs if all_inputs is None else all_inputs, device, training.batch_size, images)
     model.eval()
     return model, interrupted

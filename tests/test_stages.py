@@ -318,3 +318,17 @@ def test_choose_heads_ranks_by_loss_and_matches_clusters():
     reference = logits[:, kept[0]].argmax(axis=1)
     for head, order in zip(kept, orders):
         np.testing.assert_array_equal(logits[:, head][:, order].argmax(axis=1), reference)
+
+
+def test_batch_norm_recalibration_takes_the_inputs_statistics_and_draws_nothing():
+    from sklearn_scan._batch_norm import recalibrate_batch_norm
+
+    network = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Dropout(0.5), torch.nn.BatchNorm1d(4))
+    inputs = torch.randn(256, 3, generator=torch.Generator().manual_seed(0)) * 3 + 1
+    state = torch.get_rng_state()
+    recalibrate_batch_norm(network, inputs, CPU, 64, images=False)
+    assert torch.equal(torch.get_rng_state(), state)  # dropout stayed off
+    with torch.no_grad():
+        features = network[0](inputs)
+    torch.testing.assert_close(network[2].running_mean, features.mean(0), rtol=0.02, atol=0.02)  # bfloat16 here
+    assert not network.training and network[2].momentum == 0.1
